@@ -1,0 +1,78 @@
+//! The audit trail: who did what to which record, when, and from where. Written for every
+//! sign-in, failed sign-in, token use, and every read or change of patient data.
+
+pub mod pages;
+pub mod repo;
+
+use crate::auth::CurrentUser;
+use crate::db::DbConnection;
+use crate::error::AppResult;
+
+/// One event under construction: `Audit::by(user, "organization.create").object(..).record(conn)`.
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub actor_user_id: Option<i64>,
+    pub actor_email: Option<String>,
+    pub action: String,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    pub organization_id: Option<i64>,
+    pub ip: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl Audit {
+    pub fn by(user: &CurrentUser, action: &str) -> Audit {
+        Audit {
+            actor_user_id: Some(user.user.id),
+            actor_email: Some(user.user.email.clone()),
+            action: action.to_string(),
+            ip: user.ip.clone(),
+            ..Audit::default()
+        }
+    }
+
+    /// An event with no signed-in actor: a failed sign-in, or the server itself.
+    pub fn anonymous(action: &str, email: Option<&str>, ip: Option<String>) -> Audit {
+        Audit {
+            actor_email: email.map(str::to_string),
+            action: action.to_string(),
+            ip,
+            ..Audit::default()
+        }
+    }
+
+    pub fn system(action: &str) -> Audit {
+        Audit {
+            actor_email: Some("system".into()),
+            action: action.to_string(),
+            ..Audit::default()
+        }
+    }
+
+    pub fn user_id(mut self, id: i64, email: &str) -> Audit {
+        self.actor_user_id = Some(id);
+        self.actor_email = Some(email.to_string());
+        self
+    }
+
+    pub fn object(mut self, kind: &str, id: impl ToString) -> Audit {
+        self.object_type = Some(kind.to_string());
+        self.object_id = Some(id.to_string());
+        self
+    }
+
+    pub fn org(mut self, id: i64) -> Audit {
+        self.organization_id = Some(id);
+        self
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> Audit {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub fn record(self, conn: &mut DbConnection) -> AppResult<()> {
+        repo::insert(conn, &self)
+    }
+}

@@ -1,0 +1,149 @@
+//! Extractors that say who is calling. Console paths use the session cookie; API and FHIR
+//! paths use `Authorization: Bearer`. The answer is cached on the request.
+
+use actix_session::SessionExt;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use crate::error::AppError;
+use crate::practitioner::model::{Account, User};
+use crate::startup::AppState;
+
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    pub user: User,
+    pub practitioner_id: Option<i64>,
+    pub patient_id: Option<i64>,
+    pub ip: Option<String>,
+    /// The API token used, when the call came with one.
+    pub token_id: Option<i64>,
+}
+
+impl CurrentUser {
+    pub fn from_account(acc: Account, ip: Option<String>, token_id: Option<i64>) -> CurrentUser {
+        CurrentUser {
+            user: acc.user,
+            practitioner_id: acc.practitioner_id,
+            patient_id: acc.patient_id,
+            ip,
+            token_id,
+        }
+    }
+
+    pub fn is_superuser(&self) -> bool {
+        self.user.is_superuser
+    }
+
+    pub fn id(&self) -> i64 {
+        self.user.id
+    }
+}
+
+/// Paths whose callers present tokens rather than cookies.
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/FHIR/")
+}
+
+/// The address recorded in the audit log: the peer that connected to us.
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequest for CurrentUser {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            if let Some(u) = req.extensions().get::<CurrentUser>() {
+                return Ok(u.clone());
+            }
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| AppError::internal("application state missing"))?;
+            let ip = client_ip(&req);
+            let user = if is_api_path(req.path()) {
+                let token = bearer(&req).ok_or_else(|| {
+                    AppError::Unauthenticated(
+                        "Authentication credentials were not provided. Send `Authorization: Bearer <token>`; create a token on your Profile page.".into(),
+                    )
+                })?;
+                let what = format!("{} {}", req.method(), req.path());
+                let ip2 = ip.clone();
+                let found = state
+                    .db
+                    .run(move |conn| super::token::authenticate(conn, &token, ip2, &what))
+                    .await?;
+                let (acc, token_id) = found.ok_or_else(|| {
+                    AppError::Unauthenticated(
+                        "Invalid token: it is unknown, revoked or expired. Create a new one on your Profile page.".into(),
+                    )
+                })?;
+                CurrentUser::from_account(acc, ip, Some(token_id))
+            } else {
+                let session = req.get_session();
+                let next = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                let sign_in = || AppError::SignInRequired {
+                    next: if req.method() == actix_web::http::Method::GET {
+                        next.clone()
+                    } else {
+                        "/".into()
+                    },
+                };
+                let uid = super::session::user_id(&session, &state.config).ok_or_else(sign_in)?;
+                let acc = state
+                    .db
+                    .run(move |conn| crate::practitioner::repo::find_account(conn, uid))
+                    .await?;
+                match acc {
+                    Some(acc) if acc.user.is_active && acc.practitioner_id.is_some() => {
+                        CurrentUser::from_account(acc, ip, None)
+                    }
+                    _ => {
+                        super::session::end(&session);
+                        return Err(sign_in());
+                    }
+                }
+            };
+            req.extensions_mut().insert(user.clone());
+            Ok(user)
+        })
+    }
+}
+
+/// A caller who must be a superuser.
+pub struct Superuser(pub CurrentUser);
+
+impl FromRequest for Superuser {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = CurrentUser::from_request(req, payload);
+        Box::pin(async move {
+            let user = user.await?;
+            if user.is_superuser() {
+                Ok(Superuser(user))
+            } else {
+                Err(AppError::Forbidden("Only superusers can do this.".into()))
+            }
+        })
+    }
+}

@@ -1,0 +1,222 @@
+//! Command-line verbs for operators and scripts: serve (the default), migrate, create-admin,
+//! token create|list|revoke.
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::startup::{self, Application};
+use crate::{auth, practitioner};
+
+const USAGE: &str = "\
+Usage: cohort [COMMAND]
+
+Commands:
+  serve                                  Serve the console and the API (the default)
+  migrate                                Apply database migrations and exit
+  create-admin --email E                 Make E a superuser and print a one-time sign-in link
+  token create --email E [--label L]     Print a new personal API token for E (last line)
+  token list --email E                   List E's tokens
+  token revoke ID|TOKEN                  Revoke a token by its id or its text
+  help                                   Show this help
+
+Settings come from the environment or a .env file; see .env.example.";
+
+/// Runs one command line; returns the process exit code.
+pub fn main(args: Vec<String>) -> i32 {
+    crate::telemetry::init();
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        [] | ["serve"] => serve(),
+        ["help"] | ["--help"] | ["-h"] => {
+            println!("{USAGE}");
+            0
+        }
+        ["--version"] | ["version"] => {
+            println!("cohort {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        ["migrate"] => with_db(|_, _| Ok("Migrations are up to date.".to_string())),
+        ["create-admin", rest @ ..] => match flag(rest, "--email") {
+            Some(email) => create_admin(&email),
+            None => usage("create-admin needs --email E"),
+        },
+        ["token", "create", rest @ ..] => match flag(rest, "--email") {
+            Some(email) => token_create(
+                &email,
+                &flag(rest, "--label").unwrap_or_else(|| "cli".into()),
+            ),
+            None => usage("token create needs --email E"),
+        },
+        ["token", "list", rest @ ..] => match flag(rest, "--email") {
+            Some(email) => token_list(&email),
+            None => usage("token list needs --email E"),
+        },
+        ["token", "revoke", which] => token_revoke(which),
+        _ => usage(&format!("unknown command: {}", args.join(" "))),
+    }
+}
+
+fn usage(problem: &str) -> i32 {
+    eprintln!("cohort: {problem}\n\n{USAGE}");
+    2
+}
+
+fn flag(rest: &[&str], name: &str) -> Option<String> {
+    let mut it = rest.iter();
+    while let Some(w) = it.next() {
+        if *w == name {
+            return it.next().map(|v| v.to_string());
+        }
+        if let Some(v) = w.strip_prefix(&format!("{name}=")) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+fn load_config() -> Result<Config, String> {
+    Config::from_env().map_err(|e| format!("configuration: {e}"))
+}
+
+fn serve() -> i32 {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cohort: {e}");
+            return 1;
+        }
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let app = match Application::build(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("cohort: {e}");
+                return 1;
+            }
+        };
+        let url = app.state.config.public_url.clone();
+        tracing::info!(%url, "Cohort is serving");
+        println!("Cohort is serving at {url}");
+        if let Some(link) = &app.admin_link {
+            println!(
+                "\nFirst run: administrator {} created. Sign in within 15 minutes by opening:\n{link}\n",
+                app.state.config.admin_email
+            );
+        }
+        match app.run_until_stopped().await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("cohort: server stopped: {e}");
+                1
+            }
+        }
+    })
+}
+
+/// Connects and migrates, runs `f`, prints its message.
+fn with_db(
+    f: impl FnOnce(&mut crate::db::DbConnection, &Config) -> Result<String, AppError>,
+) -> i32 {
+    let mut config = match load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cohort: {e}");
+            return 1;
+        }
+    };
+    let pool = match startup::prepare(&mut config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cohort: {e}");
+            return 1;
+        }
+    };
+    let mut conn = match pool.get() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cohort: DATABASE_URL: {e}");
+            return 1;
+        }
+    };
+    match f(&mut conn, &config) {
+        Ok(msg) => {
+            println!("{msg}");
+            0
+        }
+        Err(e) => {
+            eprintln!("cohort: {}", e.user_message());
+            1
+        }
+    }
+}
+
+fn create_admin(email: &str) -> i32 {
+    let email = crate::util::normalize_email(email);
+    if !crate::util::looks_like_email(&email) {
+        return usage("--email needs an e-mail address such as admin@example.org");
+    }
+    with_db(|conn, config| {
+        let user_id = practitioner::ensure_admin(conn, &email)?;
+        let secret = auth::code::create_link(conn, user_id)?;
+        Ok(format!(
+            "{email} is a superuser. Sign in within {} minutes by opening:\n{}",
+            auth::code::LINK_MINUTES,
+            config.url(&format!("/auth/link/{secret}"))
+        ))
+    })
+}
+
+fn token_create(email: &str, label: &str) -> i32 {
+    with_db(|conn, _| {
+        let acc = practitioner::repo::find_by_email(conn, email)?
+            .ok_or_else(|| AppError::NotFound(format!("No user with the e-mail {email}.")))?;
+        let (id, secret) = auth::token::create(conn, acc.user.id, label, "personal")?;
+        crate::audit::Audit::system("token.create")
+            .object("api_token", id)
+            .detail(serde_json::json!({"email": acc.user.email, "label": label, "via": "cli"}))
+            .record(conn)?;
+        eprintln!(
+            "Created token {id} ({label}) for {}. It is shown once:",
+            acc.user.email
+        );
+        Ok(secret)
+    })
+}
+
+fn token_list(email: &str) -> i32 {
+    with_db(|conn, _| {
+        let tokens = auth::token::list_for_email(conn, email)?;
+        if tokens.is_empty() {
+            return Ok(format!("{email} has no tokens."));
+        }
+        let fmt = |t: Option<chrono::NaiveDateTime>| {
+            t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        let mut out = String::from("id\tlabel\tprefix\tcreated\tlast used\trevoked");
+        for t in tokens {
+            out.push_str(&format!(
+                "\n{}\t{}\t{}…\t{}\t{}\t{}",
+                t.id,
+                t.label,
+                t.token_prefix,
+                t.created_at.format("%Y-%m-%d %H:%M"),
+                fmt(t.last_used_at),
+                fmt(t.revoked_at)
+            ));
+        }
+        Ok(out)
+    })
+}
+
+fn token_revoke(which: &str) -> i32 {
+    with_db(|conn, _| match auth::token::revoke_any(conn, which)? {
+        Some((id, email)) => {
+            crate::audit::Audit::system("token.revoke")
+                .object("api_token", id)
+                .detail(serde_json::json!({"email": email, "via": "cli"}))
+                .record(conn)?;
+            Ok(format!("Revoked token {id} of {email}."))
+        }
+        None => Err(AppError::NotFound("No such token.".into())),
+    })
+}

@@ -1,0 +1,171 @@
+//! Database access: the pool, the backend chosen from `DATABASE_URL`, embedded migrations,
+//! and `Db`, which runs blocking diesel work off the async executor.
+
+mod conn;
+pub mod schema;
+
+use std::time::Duration;
+
+use actix_web::web;
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{self, ManageConnection, R2D2Connection};
+use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub use conn::{DbConnection, MultiBackend};
+
+use crate::config::Backend;
+use crate::error::AppError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Any lock key will do as long as every instance uses the same one.
+const MIGRATION_LOCK_KEY: i64 = 0x0C0_40E7;
+
+pub type Pool = r2d2::Pool<Manager>;
+pub type PooledConn = r2d2::PooledConnection<Manager>;
+
+/// Opens connections for the backend the URL names. Choosing it ourselves (instead of the
+/// derived `establish`) keeps the driver's own error message, which names what went wrong.
+#[derive(Debug)]
+pub struct Manager {
+    url: String,
+    backend: Backend,
+}
+
+impl Manager {
+    pub fn new(url: &str, backend: Backend) -> Manager {
+        let url = match backend {
+            Backend::Sqlite => url.trim_start_matches("sqlite://").to_string(),
+            Backend::Postgres => url.to_string(),
+        };
+        Manager { url, backend }
+    }
+
+    pub fn open(&self) -> Result<DbConnection, r2d2::Error> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c =
+                    SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
+                // Foreign keys are off by default in SQLite; WAL lets readers run beside a writer.
+                c.batch_execute(
+                    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                     PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(c))
+            }
+            Backend::Postgres => Ok(DbConnection::Postgres(
+                PgConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?,
+            )),
+        }
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map(|_| ())
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        match conn {
+            DbConnection::Sqlite(c) => c.is_broken(),
+            DbConnection::Postgres(c) => c.is_broken(),
+        }
+    }
+}
+
+/// Makes sure a SQLite file's folder exists, then builds the pool. The first connection is
+/// opened here so a bad URL stops start-up with the driver's message.
+pub fn connect(url: &str, backend: Backend) -> Result<Pool, String> {
+    let manager = Manager::new(url, backend.clone());
+    if backend == Backend::Sqlite {
+        if let Some(parent) = std::path::Path::new(&manager.url).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    format!("DATABASE_URL: cannot create {}: {e}", parent.display())
+                })?;
+            }
+        }
+    }
+    manager
+        .open()
+        .map_err(|e| format!("DATABASE_URL: cannot connect: {e}"))?;
+    let size = match backend {
+        Backend::Sqlite => 8,
+        Backend::Postgres => 16,
+    };
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(2))
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)
+        .map_err(|e| format!("DATABASE_URL: cannot build the connection pool: {e}"))
+}
+
+/// Applies pending migrations. On PostgreSQL an advisory lock makes concurrent instances
+/// take turns, so several can start at once.
+pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+            .map_err(|e| e.to_string()),
+        DbConnection::Postgres(c) => {
+            let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})");
+            let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})");
+            c.batch_execute(&lock).map_err(|e| e.to_string())?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+                .map_err(|e| e.to_string());
+            c.batch_execute(&unlock).map_err(|e| e.to_string())?;
+            result
+        }
+    };
+    applied.map_err(|e| format!("migrations failed: {e}"))
+}
+
+/// The pool as handlers see it: `db.run(|conn| repo::thing(conn, ...)).await`.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: Pool,
+}
+
+impl Db {
+    pub async fn run<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| AppError::internal(format!("no database connection: {e}")))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Like `run`, inside one transaction: all or nothing.
+    pub async fn tx<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |conn| conn.transaction(|c| f(c))).await
+    }
+}

@@ -1,0 +1,17 @@
+//! Cohort: the practitioner console and data exchange for health studies.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod db;
+pub mod error;
+pub mod mail;
+pub mod organization;
+pub mod practitioner;
+pub mod profile;
+pub mod startup;
+pub mod telemetry;
+pub mod util;

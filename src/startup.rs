@@ -1,0 +1,256 @@
+//! Start-up: prepare the data dir, connect, migrate, resolve the secret, make the first admin,
+//! and build the HTTP server. Every route is registered here.
+
+use std::net::TcpListener;
+
+use actix_session::config::{PersistentSession, TtlExtensionPolicy};
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+use diesel::prelude::*;
+use sha2::{Digest, Sha512};
+
+use crate::auth::{self, oidc::Oidc};
+use crate::config::{Backend, Config};
+use crate::console::{self, errors};
+use crate::db::{self, schema::server_settings, Db, DbConnection};
+use crate::mail::Mail;
+use crate::{audit, organization, practitioner, profile};
+
+pub struct AppState {
+    pub config: Config,
+    pub db: Db,
+    pub mail: Mail,
+    pub oidc: Option<Oidc>,
+}
+
+impl AppState {
+    /// The server secret; always set once start-up has finished.
+    pub fn secret(&self) -> &str {
+        self.config.secret_key.as_deref().unwrap_or_default()
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub state: web::Data<AppState>,
+    /// Set on the first run: the administrator's one-time sign-in link.
+    pub admin_link: Option<String>,
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+
+/// Connects and migrates; shared by `serve` and the CLI verbs.
+pub fn prepare(config: &mut Config) -> Result<db::Pool, String> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!(
+            "COHORT_DATA_DIR: cannot create {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let pool = db::connect(&config.database_url, config.backend.clone())?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| format!("DATABASE_URL: cannot connect: {e}"))?;
+    let applied = db::migrate(&mut conn)?;
+    for m in &applied {
+        tracing::info!(migration = %m, "applied migration");
+    }
+    if config.secret_key.is_none() {
+        config.secret_key = Some(resolve_secret(config, &mut conn)?);
+    }
+    Ok(pool)
+}
+
+/// With no COHORT_SECRET_KEY: SQLite keeps a generated key in the data dir; PostgreSQL keeps
+/// it in the database, so every instance behind a load balancer signs with the same key.
+fn resolve_secret(config: &Config, conn: &mut DbConnection) -> Result<String, String> {
+    let fresh = crate::util::random_token(48);
+    match (&config.backend, conn) {
+        (Backend::Postgres, DbConnection::Postgres(c)) => {
+            diesel::insert_into(server_settings::table)
+                .values((
+                    server_settings::key.eq("secret_key"),
+                    server_settings::value.eq(&fresh),
+                ))
+                .on_conflict_do_nothing()
+                .execute(c)
+                .map_err(|e| format!("cannot store the generated secret key: {e}"))?;
+            server_settings::table
+                .find("secret_key")
+                .select(server_settings::value)
+                .first::<String>(c)
+                .map_err(|e| format!("cannot read the secret key: {e}"))
+        }
+        _ => {
+            let path = config.data_dir.join("secret_key");
+            if let Ok(existing) = std::fs::read_to_string(&path) {
+                let existing = existing.trim().to_string();
+                if existing.len() >= 32 {
+                    return Ok(existing);
+                }
+            }
+            write_private(&path, &fresh).map_err(|e| {
+                format!(
+                    "COHORT_SECRET_KEY: unset, and {} cannot be written: {e}",
+                    path.display()
+                )
+            })?;
+            tracing::info!(path = %path.display(), "generated a secret key");
+            Ok(fresh)
+        }
+    }
+}
+
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(content.as_bytes())
+}
+
+/// On a database with no practitioner at all, makes the configured admin and returns a
+/// one-time sign-in link for them.
+pub fn first_run_admin(conn: &mut DbConnection, config: &Config) -> Result<Option<String>, String> {
+    let result = conn.transaction::<_, crate::error::AppError, _>(|conn| {
+        if practitioner::repo::count_practitioners(conn)? > 0 {
+            return Ok(None);
+        }
+        let user_id = practitioner::ensure_admin(conn, &config.admin_email)?;
+        let secret = auth::code::create_link(conn, user_id)?;
+        Ok(Some(config.url(&format!("/auth/link/{secret}"))))
+    });
+    match result {
+        Ok(link) => Ok(link),
+        // Another instance made the admin at the same moment: nothing more to do here.
+        Err(crate::error::AppError::Conflict(_)) => Ok(None),
+        Err(e) => Err(format!("cannot create the first administrator: {e:?}")),
+    }
+}
+
+impl Application {
+    pub async fn build(mut config: Config) -> Result<Application, String> {
+        let listener = TcpListener::bind(config.addr)
+            .map_err(|e| format!("COHORT_ADDR: cannot listen on {}: {e}", config.addr))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("COHORT_ADDR: {e}"))?;
+        if std::env::var("COHORT_PUBLIC_URL").is_err()
+            && config.public_url == format!("http://{}", config.addr)
+        {
+            config.public_url = format!("http://{local}");
+        }
+        let pool = prepare(&mut config)?;
+        let admin_link = {
+            let mut conn = pool.get().map_err(|e| format!("DATABASE_URL: {e}"))?;
+            first_run_admin(&mut conn, &config)?
+        };
+        let mail = Mail::new(
+            config.smtp_url.as_deref(),
+            &config.mail_from,
+            &config.data_dir,
+        )?;
+        let oidc = match &config.oidc {
+            Some(s) => Some(Oidc::new(s.clone(), &config.public_url)?),
+            None => None,
+        };
+        let state = web::Data::new(AppState {
+            config,
+            db: Db { pool },
+            mail,
+            oidc,
+        });
+        let server = server(listener, state.clone())?;
+        Ok(Application {
+            port: local.port(),
+            server,
+            state,
+            admin_link,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn session_key(secret: &str) -> Key {
+    let mut h = Sha512::new();
+    h.update(b"cohort session key\0");
+    h.update(secret.as_bytes());
+    Key::from(&h.finalize())
+}
+
+fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, String> {
+    let key = session_key(state.secret());
+    let server = HttpServer::new(move || {
+        let config = &state.config;
+        let sessions = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
+            .cookie_name("cohort_session".into())
+            .cookie_secure(config.secure_cookies())
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Lax)
+            .session_lifecycle(
+                PersistentSession::default()
+                    .session_ttl(actix_web::cookie::time::Duration::minutes(
+                        config.session_idle_minutes,
+                    ))
+                    .session_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
+            )
+            .build();
+        App::new()
+            .app_data(state.clone())
+            .app_data(crate::api::json_config())
+            .app_data(crate::api::query_config())
+            .app_data(crate::api::path_config())
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("Content-Security-Policy", CSP))
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "same-origin"))
+                    .add(("X-Frame-Options", "DENY")),
+            )
+            .service(
+                web::scope("/static")
+                    .wrap(DefaultHeaders::new().add(("Cache-Control", "public, max-age=3600")))
+                    .service(actix_files::Files::new("", config.static_dir.clone())),
+            )
+            .route("/healthz", web::get().to(console::home::health))
+            .service(
+                web::scope("/api/v1")
+                    .configure(practitioner::api::routes)
+                    .configure(organization::api::routes)
+                    .default_service(web::to(errors::api_not_found)),
+            )
+            .service(
+                web::scope("")
+                    .wrap(ErrorHandlers::new().default_handler(errors::html_error))
+                    .wrap(sessions)
+                    .configure(auth::pages::routes)
+                    .configure(console::home::routes)
+                    .configure(organization::pages::routes)
+                    .configure(practitioner::pages::routes)
+                    .configure(profile::pages::routes)
+                    .configure(audit::pages::routes)
+                    .default_service(web::to(errors::console_not_found)),
+            )
+    })
+    .listen(listener)
+    .map_err(|e| format!("cannot serve: {e}"))?
+    .run();
+    Ok(server)
+}
