@@ -74,6 +74,15 @@ pub fn render(req: &HttpRequest, status: StatusCode, message: Option<String>) ->
 
 /// Replaces an error response's JSON body with the HTML page, keeping its status.
 pub fn html_error<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let already_html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if already_html && res.response().error().is_none() {
+        // A page that rendered its own refusal (a form shown again, a spent link) stays as it is.
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
     let status = res.status();
     let message = res
         .response()
@@ -88,7 +97,7 @@ pub fn html_error<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerR
     ))
 }
 
-pub async fn console_not_found(req: HttpRequest) -> HttpResponse {
+pub async fn console_not_found(req: HttpRequest, _user: Option<CurrentUser>) -> HttpResponse {
     render(&req, StatusCode::NOT_FOUND, None)
 }
 
