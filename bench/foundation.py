@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--binary", default="target/release/cohort")
     ap.add_argument("--seconds", type=int, default=10)
     args = ap.parse_args()
+    args.binary = os.path.abspath(args.binary)
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     data = tempfile.mkdtemp(prefix="cohort-bench-")

@@ -164,9 +164,10 @@ impl Application {
             Some(s) => Some(Oidc::new(s.clone(), &config.public_url)?),
             None => None,
         };
+        let db = Db::new(pool, &config.backend);
         let state = web::Data::new(AppState {
             config,
-            db: Db { pool },
+            db,
             mail,
             oidc,
         });

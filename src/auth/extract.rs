@@ -85,7 +85,7 @@ impl FromRequest for CurrentUser {
                 let ip2 = ip.clone();
                 let found = state
                     .db
-                    .run(move |conn| super::token::authenticate(conn, &token, ip2, &what))
+                    .tx(move |conn| super::token::authenticate(conn, &token, ip2, &what))
                     .await?;
                 let (acc, token_id) = found.ok_or_else(|| {
                     AppError::Unauthenticated(

@@ -353,7 +353,7 @@ async fn oidc_callback(
         let ip = ip.clone();
         let message = message.to_string();
         async move {
-            db.run(move |conn| {
+            db.tx(move |conn| {
                 Audit::anonymous("sign_in.failed", None, ip)
                     .detail(serde_json::json!({"method": "oidc", "reason": reason}))
                     .record(conn)
@@ -465,7 +465,7 @@ async fn sign_out(
         let ip = client_ip(&req);
         state
             .db
-            .run(move |conn| {
+            .tx(move |conn| {
                 let email = users::find_account(conn, uid)?
                     .map(|a| a.user.email)
                     .unwrap_or_default();

@@ -126,7 +126,7 @@ async fn tab(
     let user = c.user.clone();
     let (org, options, patients, studies) = state
         .db
-        .run(move |conn| {
+        .tx(move |conn| {
             let (org, options) = selected_organization(conn, &user, q.id())?;
             let (p, s) = match &org {
                 Some((o, _)) => (

@@ -137,13 +137,25 @@ pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
     applied.map_err(|e| format!("migrations failed: {e}"))
 }
 
-/// The pool as handlers see it: `db.run(|conn| repo::thing(conn, ...)).await`.
+/// The pool as handlers see it: `db.run(|conn| repo::thing(conn, ...)).await` for reads,
+/// `db.tx(...)` for anything that writes.
 #[derive(Clone)]
 pub struct Db {
     pub pool: Pool,
+    /// SQLite has one writer at a time. Queuing writers here wakes the next one the moment the
+    /// last commits; leaving it to SQLite's busy handler makes them sleep in steps of
+    /// milliseconds. PostgreSQL needs no such lock.
+    write_lock: Option<std::sync::Arc<std::sync::Mutex<()>>>,
 }
 
 impl Db {
+    pub fn new(pool: Pool, backend: &Backend) -> Db {
+        Db {
+            pool,
+            write_lock: (*backend == Backend::Sqlite).then(Default::default),
+        }
+    }
+
     pub async fn run<T, F>(&self, f: F) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
@@ -160,12 +172,19 @@ impl Db {
         .map_err(|e| AppError::internal(format!("blocking task failed: {e}")))?
     }
 
-    /// Like `run`, inside one transaction: all or nothing.
+    /// Like `run`, inside one transaction: all or nothing. Use it for every write.
     pub async fn tx<T, F>(&self, f: F) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        self.run(move |conn| conn.transaction(|c| f(c))).await
+        let lock = self.write_lock.clone();
+        self.run(move |conn| {
+            let _turn = lock
+                .as_ref()
+                .map(|l| l.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            conn.transaction(f)
+        })
+        .await
     }
 }

@@ -239,7 +239,7 @@ async fn show_page(
     let user = c.user.clone();
     let (org, all, members, deps) = state
         .db
-        .run(move |conn| {
+        .tx(move |conn| {
             let org = repo::get(conn, &scope)?;
             let (all, _) = super::visible(conn, &user)?;
             let members = repo::members(conn, &scope)?;
