@@ -382,7 +382,7 @@ on_both_backends!(
             .await;
         let said = page.text("[role=dialog]");
         assert!(
-            said.contains("still has 1 sub-organization, 1 patient, 1 study"),
+            said.contains("still has 1 sub-organization, 1 patient and 1 study"),
             "{said}"
         );
         assert!(

@@ -37,6 +37,9 @@ async fn index(_c: Console) -> HttpResponse {
     super::see_other("/organizations")
 }
 
+/// The chosen organization with the caller's role there, and the choices to offer.
+pub type Selection = (Option<(Organization, Role)>, Vec<OrgOption>);
+
 /// One choice in an organization selector.
 pub struct OrgOption {
     pub id: i64,
@@ -50,7 +53,7 @@ pub fn selected_organization(
     conn: &mut DbConnection,
     user: &CurrentUser,
     requested: Option<i64>,
-) -> AppResult<(Option<(Organization, Role)>, Vec<OrgOption>)> {
+) -> AppResult<Selection> {
     let (all, roles) = organization::visible(conn, user)?;
     let tree = organization::build_tree(&all, &roles);
     let mut flat = Vec::new();

@@ -262,64 +262,6 @@ fn sort_tree(nodes: &mut [TreeNode]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn org(id: i64, name: &str, part_of: Option<i64>) -> Organization {
-        let t = crate::util::now();
-        Organization {
-            id,
-            name: name.into(),
-            org_type: "other".into(),
-            part_of,
-            created_at: t,
-            updated_at: t,
-        }
-    }
-
-    #[test]
-    fn roles_flow_down_the_tree_and_the_highest_wins() {
-        let all = vec![
-            org(0, "Root", None),
-            org(1, "Hospital", Some(0)),
-            org(2, "Cardiology", Some(1)),
-            org(3, "Ward 3", Some(2)),
-            org(4, "Other hospital", Some(0)),
-        ];
-        let v = visible_roles(&all, &[(1, Role::Viewer), (2, Role::Manager)], false);
-        assert_eq!(v.get(&1), Some(&Role::Viewer));
-        assert_eq!(v.get(&2), Some(&Role::Manager));
-        assert_eq!(v.get(&3), Some(&Role::Manager));
-        assert_eq!(v.get(&4), None);
-        assert_eq!(v.get(&0), None);
-        let tree = build_tree(&all, &v);
-        assert_eq!(tree.len(), 1);
-        assert_eq!(tree[0].children[0].children[0].org.name, "Ward 3");
-    }
-
-    #[test]
-    fn a_member_of_a_sub_organization_sees_it_as_a_root() {
-        let all = vec![
-            org(0, "Root", None),
-            org(1, "A", Some(0)),
-            org(2, "B", Some(1)),
-        ];
-        let v = visible_roles(&all, &[(2, Role::Member)], false);
-        let tree = build_tree(&all, &v);
-        assert_eq!(tree.len(), 1);
-        assert_eq!(tree[0].org.id, 2);
-    }
-
-    #[test]
-    fn names_and_types_are_checked() {
-        assert!(validate("Cardiology", "dept").is_empty());
-        let e = validate("  ", "nope");
-        assert!(e.contains_key("name") && e.contains_key("type"));
-        assert!(validate(&"x".repeat(201), "team").contains_key("name"));
-    }
-}
-
 // ---- Operations shared by the console and the API -------------------------------------------
 
 use crate::audit::Audit;
@@ -385,21 +327,10 @@ pub fn delete(
     scope: &OrgScope,
 ) -> Result<(), AppError> {
     require(scope, Role::Manager)?;
-    let (children, patients, studies) = repo::dependents(conn, scope)?;
-    if children + patients + studies > 0 {
-        let mut parts = Vec::new();
-        if children > 0 {
-            parts.push(plural(children, "sub-organization"));
-        }
-        if patients > 0 {
-            parts.push(plural(patients, "patient"));
-        }
-        if studies > 0 {
-            parts.push(plural(studies, "study"));
-        }
+    let left = describe_dependents(repo::dependents(conn, scope)?);
+    if !left.is_empty() {
         return Err(AppError::Conflict(format!(
-            "This organization still has {}. Move or remove them first, then delete it.",
-            join_and(&parts)
+            "This organization still has {left}. Move or remove them first, then delete it."
         )));
     }
     let org = repo::get(conn, scope)?;
@@ -545,6 +476,20 @@ pub fn visible(
     Ok((all, roles))
 }
 
+/// "2 sub-organizations, 1 patient and 3 studies"; empty when nothing depends on it.
+pub fn describe_dependents((children, patients, studies): (i64, i64, i64)) -> String {
+    let parts: Vec<String> = [
+        (children, "sub-organization"),
+        (patients, "patient"),
+        (studies, "study"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, noun)| plural(n, noun))
+    .collect();
+    join_and(&parts)
+}
+
 fn plural(n: i64, noun: &str) -> String {
     match (n, noun) {
         (1, _) => format!("1 {noun}"),
@@ -558,5 +503,63 @@ fn join_and(parts: &[String]) -> String {
         [] => String::new(),
         [one] => one.clone(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org(id: i64, name: &str, part_of: Option<i64>) -> Organization {
+        let t = crate::util::now();
+        Organization {
+            id,
+            name: name.into(),
+            org_type: "other".into(),
+            part_of,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn roles_flow_down_the_tree_and_the_highest_wins() {
+        let all = vec![
+            org(0, "Root", None),
+            org(1, "Hospital", Some(0)),
+            org(2, "Cardiology", Some(1)),
+            org(3, "Ward 3", Some(2)),
+            org(4, "Other hospital", Some(0)),
+        ];
+        let v = visible_roles(&all, &[(1, Role::Viewer), (2, Role::Manager)], false);
+        assert_eq!(v.get(&1), Some(&Role::Viewer));
+        assert_eq!(v.get(&2), Some(&Role::Manager));
+        assert_eq!(v.get(&3), Some(&Role::Manager));
+        assert_eq!(v.get(&4), None);
+        assert_eq!(v.get(&0), None);
+        let tree = build_tree(&all, &v);
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree[0].children[0].children[0].org.name, "Ward 3");
+    }
+
+    #[test]
+    fn a_member_of_a_sub_organization_sees_it_as_a_root() {
+        let all = vec![
+            org(0, "Root", None),
+            org(1, "A", Some(0)),
+            org(2, "B", Some(1)),
+        ];
+        let v = visible_roles(&all, &[(2, Role::Member)], false);
+        let tree = build_tree(&all, &v);
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree[0].org.id, 2);
+    }
+
+    #[test]
+    fn names_and_types_are_checked() {
+        assert!(validate("Cardiology", "dept").is_empty());
+        let e = validate("  ", "nope");
+        assert!(e.contains_key("name") && e.contains_key("type"));
+        assert!(validate(&"x".repeat(201), "team").contains_key("name"));
     }
 }

@@ -170,6 +170,9 @@ async fn create(
             format!("Created {}.", form.name.trim()),
             &format!("/organizations/{id}"),
         )),
+        // A refusal (no right to create here) is the error page's to explain: there is no
+        // form this user may see again.
+        Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_))) => Err(e),
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
             let page = list_page(&c, &state, Some(part_of), form, errors).await?;
@@ -286,26 +289,6 @@ async fn show_page(
             role: r.role,
             is_me: r.is_me,
         });
-    let (kids, patients, studies) = deps;
-    let mut parts = Vec::new();
-    if kids > 0 {
-        parts.push(format!(
-            "{kids} sub-organization{}",
-            if kids == 1 { "" } else { "s" }
-        ));
-    }
-    if patients > 0 {
-        parts.push(format!(
-            "{patients} patient{}",
-            if patients == 1 { "" } else { "s" }
-        ));
-    }
-    if studies > 0 {
-        parts.push(format!(
-            "{studies} stud{}",
-            if studies == 1 { "y" } else { "ies" }
-        ));
-    }
     let can_manage = access.scope.can(Role::Manager);
     let form = s.form.unwrap_or_else(|| OrgForm {
         name: org.name.clone(),
@@ -323,7 +306,7 @@ async fn show_page(
         can_manage,
         modal: if can_manage { s.modal } else { String::new() },
         removing,
-        dependents: parts.join(", "),
+        dependents: super::describe_dependents(deps),
         form,
         errors: s.errors,
         member_email: s.member_email,
@@ -451,7 +434,9 @@ async fn add_member(
             format!(
                 "Added {} as {}.",
                 crate::util::normalize_email(&form.email),
-                form.role
+                Role::parse(&form.role)
+                    .map(Role::as_str)
+                    .unwrap_or_default()
             ),
             &format!("/organizations/{id}"),
         )),
