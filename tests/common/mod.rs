@@ -2,7 +2,9 @@
 //! fresh PostgreSQL schema, and gives tests clients that behave like a browser or a script.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod html;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
