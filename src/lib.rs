@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod mail;
 pub mod organization;
+pub mod patient;
 pub mod practitioner;
 pub mod profile;
 pub mod startup;

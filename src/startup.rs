@@ -18,7 +18,7 @@ use crate::config::{Backend, Config};
 use crate::console::{self, errors};
 use crate::db::{self, schema::server_settings, Db, DbConnection};
 use crate::mail::Mail;
-use crate::{audit, organization, practitioner, profile};
+use crate::{audit, organization, patient, practitioner, profile};
 
 pub struct AppState {
     pub config: Config,
@@ -235,6 +235,7 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                 web::scope("/api/v1")
                     .configure(practitioner::api::routes)
                     .configure(organization::api::routes)
+                    .configure(patient::api::routes)
                     .default_service(web::to(errors::api_not_found)),
             )
             .service(

@@ -306,6 +306,15 @@ diesel::joinable!(invitations -> clients (client_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(sign_in_tokens -> users (user_id));
 
+diesel::table! {
+    patient_search_terms (patient_id, term) {
+        patient_id -> BigInt,
+        term -> Text,
+    }
+}
+
+diesel::joinable!(patient_search_terms -> patients (patient_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     users,
@@ -331,4 +340,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sign_in_tokens,
     audit_events,
     server_settings,
+    patient_search_terms,
 );

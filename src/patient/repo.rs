@@ -1,0 +1,421 @@
+//! SQL for patients: the only place it lives. Lists are paged and counted in SQL; keyword
+//! search walks the term index from its most selective term.
+
+use chrono::NaiveDateTime;
+use diesel::dsl::exists;
+use diesel::prelude::*;
+
+use super::model::{Identifier, Patient, ValidPatient};
+use super::search;
+use crate::db::schema::{
+    consents, patient_identifiers, patient_organizations, patient_search_terms, patients, studies,
+    study_patients, users,
+};
+use crate::db::{DbConnection, MultiBackend};
+use crate::error::AppResult;
+use crate::organization::Organization;
+use crate::util::now;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Archived {
+    #[default]
+    Active,
+    Archived,
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    FamilyName,
+    BirthDate,
+    Added,
+}
+
+/// Which patients a list shows. `org_ids` is always set: the caller's scope.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub org_ids: Vec<i64>,
+    pub terms: Vec<String>,
+    pub archived: Archived,
+    pub patient_id: Option<i64>,
+    pub identifier_value: Option<String>,
+    pub study_id: Option<i64>,
+}
+
+type Boxed = patients::BoxedQuery<'static, MultiBackend>;
+
+fn filtered(f: &ListFilter) -> Boxed {
+    let orgs = f.org_ids.clone();
+    let mut q = patients::table.into_boxed();
+    q = match f.archived {
+        Archived::Active => q.filter(exists(
+            patient_organizations::table
+                .filter(patient_organizations::patient_id.eq(patients::id))
+                .filter(patient_organizations::organization_id.eq_any(orgs))
+                .filter(patient_organizations::archived_at.is_null()),
+        )),
+        Archived::Archived => q.filter(exists(
+            patient_organizations::table
+                .filter(patient_organizations::patient_id.eq(patients::id))
+                .filter(patient_organizations::organization_id.eq_any(orgs))
+                .filter(patient_organizations::archived_at.is_not_null()),
+        )),
+        Archived::All => q.filter(exists(
+            patient_organizations::table
+                .filter(patient_organizations::patient_id.eq(patients::id))
+                .filter(patient_organizations::organization_id.eq_any(orgs)),
+        )),
+    };
+    for (i, t) in f.terms.iter().enumerate() {
+        let (lo, hi) = (t.clone(), search::prefix_end(t));
+        q = if i == 0 {
+            // The most selective term drives the query from the term index.
+            q.filter(
+                patients::id.eq_any(
+                    patient_search_terms::table
+                        .select(patient_search_terms::patient_id)
+                        .filter(patient_search_terms::term.ge(lo))
+                        .filter(patient_search_terms::term.lt(hi)),
+                ),
+            )
+        } else {
+            q.filter(exists(
+                patient_search_terms::table
+                    .filter(patient_search_terms::patient_id.eq(patients::id))
+                    .filter(patient_search_terms::term.ge(lo))
+                    .filter(patient_search_terms::term.lt(hi)),
+            ))
+        };
+    }
+    if let Some(id) = f.patient_id {
+        q = q.filter(patients::id.eq(id));
+    }
+    if let Some(v) = &f.identifier_value {
+        q = q.filter(exists(
+            patient_identifiers::table
+                .filter(patient_identifiers::patient_id.eq(patients::id))
+                .filter(patient_identifiers::value.eq(v.clone())),
+        ));
+    }
+    if let Some(s) = f.study_id {
+        q = q.filter(exists(
+            study_patients::table
+                .filter(study_patients::patient_id.eq(patients::id))
+                .filter(study_patients::study_id.eq(s)),
+        ));
+    }
+    q
+}
+
+/// A page of patients and the number that match.
+pub fn list(
+    conn: &mut DbConnection,
+    f: &ListFilter,
+    sort: Sort,
+    offset: i64,
+    limit: i64,
+) -> AppResult<(Vec<Patient>, i64)> {
+    let total = count(conn, f)?;
+    let q = filtered(f).select(Patient::as_select());
+    let q = match sort {
+        Sort::FamilyName => q.order((
+            patients::name_family.asc(),
+            patients::name_given.asc(),
+            patients::id.asc(),
+        )),
+        Sort::BirthDate => q.order((patients::birth_date.asc(), patients::id.asc())),
+        Sort::Added => q.order((patients::created_at.desc(), patients::id.desc())),
+    };
+    let rows = q.offset(offset).limit(limit).load(conn)?;
+    Ok((rows, total))
+}
+
+fn count(conn: &mut DbConnection, f: &ListFilter) -> AppResult<i64> {
+    let plain = f.terms.is_empty()
+        && f.patient_id.is_none()
+        && f.identifier_value.is_none()
+        && f.study_id.is_none()
+        && f.org_ids.len() == 1;
+    if !plain {
+        return Ok(filtered(f).count().get_result(conn)?);
+    }
+    // One organization, no search: count its links, which an index holds in order.
+    let base = patient_organizations::table
+        .filter(patient_organizations::organization_id.eq(f.org_ids[0]))
+        .into_boxed::<MultiBackend>();
+    let base = match f.archived {
+        Archived::Active => base.filter(patient_organizations::archived_at.is_null()),
+        Archived::Archived => base.filter(patient_organizations::archived_at.is_not_null()),
+        Archived::All => base,
+    };
+    Ok(base.count().get_result(conn)?)
+}
+
+pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Patient>> {
+    Ok(patients::table
+        .find(id)
+        .select(Patient::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_by_email(conn: &mut DbConnection, email: &str) -> AppResult<Option<Patient>> {
+    Ok(patients::table
+        .filter(patients::telecom_email.eq(crate::util::normalize_email(email)))
+        .select(Patient::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn identifiers(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Identifier>> {
+    Ok(patient_identifiers::table
+        .filter(patient_identifiers::patient_id.eq_any(ids.to_vec()))
+        .select(Identifier::as_select())
+        .order((patient_identifiers::patient_id, patient_identifiers::id))
+        .load(conn)?)
+}
+
+/// (patient id, organization, archived at) for each link of these patients.
+pub fn organizations_of(
+    conn: &mut DbConnection,
+    ids: &[i64],
+) -> AppResult<Vec<(i64, Organization, Option<NaiveDateTime>)>> {
+    use crate::db::schema::organizations;
+    Ok(patient_organizations::table
+        .inner_join(organizations::table)
+        .filter(patient_organizations::patient_id.eq_any(ids.to_vec()))
+        .select((
+            patient_organizations::patient_id,
+            Organization::as_select(),
+            patient_organizations::archived_at,
+        ))
+        .order((patient_organizations::patient_id, organizations::name))
+        .load(conn)?)
+}
+
+pub fn org_ids_of(conn: &mut DbConnection, patient_id: i64) -> AppResult<Vec<i64>> {
+    Ok(patient_organizations::table
+        .filter(patient_organizations::patient_id.eq(patient_id))
+        .select(patient_organizations::organization_id)
+        .load(conn)?)
+}
+
+/// Who holds an identifier already, if anyone.
+pub fn identifier_holder(
+    conn: &mut DbConnection,
+    system: &str,
+    value: &str,
+) -> AppResult<Option<i64>> {
+    Ok(patient_identifiers::table
+        .filter(patient_identifiers::system.eq(system))
+        .filter(patient_identifiers::value.eq(value))
+        .select(patient_identifiers::patient_id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Creates the patient's user, the patient, its identifiers and search words; links it to
+/// `org_id`. Returns the patient id.
+pub fn insert(conn: &mut DbConnection, p: &ValidPatient, org_id: i64) -> AppResult<i64> {
+    let t = now();
+    let user_id: i64 = diesel::insert_into(users::table)
+        .values((
+            users::email.eq(&p.email),
+            users::first_name.eq(&p.name_given),
+            users::last_name.eq(&p.name_family),
+            users::user_type.eq("patient"),
+            users::is_superuser.eq(false),
+            users::is_active.eq(true),
+            users::created_at.eq(t),
+        ))
+        .returning(users::id)
+        .get_result(conn)?;
+    let id: i64 = diesel::insert_into(patients::table)
+        .values((
+            patients::user_id.eq(user_id),
+            patients::name_family.eq(&p.name_family),
+            patients::name_given.eq(&p.name_given),
+            patients::birth_date.eq(p.birth_date),
+            patients::telecom_phone.eq(&p.phone),
+            patients::telecom_email.eq(&p.email),
+            patients::search_text.eq(""),
+            patients::created_at.eq(t),
+            patients::updated_at.eq(t),
+        ))
+        .returning(patients::id)
+        .get_result(conn)?;
+    for (system, value) in &p.identifiers {
+        diesel::insert_into(patient_identifiers::table)
+            .values((
+                patient_identifiers::patient_id.eq(id),
+                patient_identifiers::system.eq(system),
+                patient_identifiers::value.eq(value),
+            ))
+            .execute(conn)?;
+    }
+    link(conn, id, org_id)?;
+    write_terms(conn, id, p)?;
+    Ok(id)
+}
+
+/// Replaces every field but the e-mail, and the identifiers when `identifiers` is given.
+pub fn update(
+    conn: &mut DbConnection,
+    id: i64,
+    p: &ValidPatient,
+    replace_identifiers: bool,
+) -> AppResult<()> {
+    diesel::update(patients::table.find(id))
+        .set((
+            patients::name_family.eq(&p.name_family),
+            patients::name_given.eq(&p.name_given),
+            patients::birth_date.eq(p.birth_date),
+            patients::telecom_phone.eq(&p.phone),
+            patients::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+    let user_id: i64 = patients::table
+        .find(id)
+        .select(patients::user_id)
+        .first(conn)?;
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::first_name.eq(&p.name_given),
+            users::last_name.eq(&p.name_family),
+        ))
+        .execute(conn)?;
+    if replace_identifiers {
+        diesel::delete(patient_identifiers::table.filter(patient_identifiers::patient_id.eq(id)))
+            .execute(conn)?;
+        for (system, value) in &p.identifiers {
+            diesel::insert_into(patient_identifiers::table)
+                .values((
+                    patient_identifiers::patient_id.eq(id),
+                    patient_identifiers::system.eq(system),
+                    patient_identifiers::value.eq(value),
+                ))
+                .execute(conn)?;
+        }
+    }
+    write_terms(conn, id, p)
+}
+
+fn write_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
+    let birth = p
+        .birth_date
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    let mut fields: Vec<&str> = vec![&p.name_family, &p.name_given, &p.email, &birth];
+    fields.extend(p.identifiers.iter().map(|(_, v)| v.as_str()));
+    diesel::delete(patient_search_terms::table.filter(patient_search_terms::patient_id.eq(id)))
+        .execute(conn)?;
+    for term in search::terms(fields) {
+        diesel::insert_into(patient_search_terms::table)
+            .values((
+                patient_search_terms::patient_id.eq(id),
+                patient_search_terms::term.eq(term),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn is_linked(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppResult<bool> {
+    Ok(diesel::select(exists(
+        patient_organizations::table
+            .filter(patient_organizations::patient_id.eq(patient_id))
+            .filter(patient_organizations::organization_id.eq(org_id)),
+    ))
+    .get_result(conn)?)
+}
+
+pub fn link(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppResult<()> {
+    diesel::insert_into(patient_organizations::table)
+        .values((
+            patient_organizations::patient_id.eq(patient_id),
+            patient_organizations::organization_id.eq(org_id),
+            patient_organizations::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn set_archived(
+    conn: &mut DbConnection,
+    patient_id: i64,
+    org_id: i64,
+    archived: bool,
+) -> AppResult<bool> {
+    let n = diesel::update(
+        patient_organizations::table
+            .filter(patient_organizations::patient_id.eq(patient_id))
+            .filter(patient_organizations::organization_id.eq(org_id)),
+    )
+    .set(patient_organizations::archived_at.eq(archived.then(now)))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// What removing a patient from an organization takes with it: (enrolments, consents).
+pub fn removal_counts(
+    conn: &mut DbConnection,
+    patient_id: i64,
+    org_id: i64,
+) -> AppResult<(i64, i64)> {
+    let org_studies = studies::table
+        .filter(studies::organization_id.eq(org_id))
+        .select(studies::id);
+    let enrolments = study_patients::table
+        .filter(study_patients::patient_id.eq(patient_id))
+        .filter(study_patients::study_id.eq_any(org_studies))
+        .count()
+        .get_result(conn)?;
+    let org_studies = studies::table
+        .filter(studies::organization_id.eq(org_id))
+        .select(studies::id);
+    let consent_rows = consents::table
+        .filter(consents::patient_id.eq(patient_id))
+        .filter(consents::study_id.eq_any(org_studies))
+        .count()
+        .get_result(conn)?;
+    Ok((enrolments, consent_rows))
+}
+
+/// Removes the link, with enrolments and consents in the organization's studies. Returns
+/// true when that was the patient's last organization and the record itself went too.
+pub fn remove_from_org(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppResult<bool> {
+    let org_studies = || {
+        studies::table
+            .filter(studies::organization_id.eq(org_id))
+            .select(studies::id)
+    };
+    diesel::delete(
+        consents::table
+            .filter(consents::patient_id.eq(patient_id))
+            .filter(consents::study_id.eq_any(org_studies())),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        study_patients::table
+            .filter(study_patients::patient_id.eq(patient_id))
+            .filter(study_patients::study_id.eq_any(org_studies())),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        patient_organizations::table
+            .filter(patient_organizations::patient_id.eq(patient_id))
+            .filter(patient_organizations::organization_id.eq(org_id)),
+    )
+    .execute(conn)?;
+    if org_ids_of(conn, patient_id)?.is_empty() {
+        let user_id: i64 = patients::table
+            .find(patient_id)
+            .select(patients::user_id)
+            .first(conn)?;
+        // The user row owns the patient row (cascade), and with it identifiers and terms.
+        diesel::delete(users::table.find(user_id)).execute(conn)?;
+        return Ok(true);
+    }
+    Ok(false)
+}

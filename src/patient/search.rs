@@ -1,0 +1,131 @@
+//! Keyword search rules: how a patient's words are stored and how a query is read. Every
+//! query term must match the start of one of the patient's words, ignoring case and accents.
+
+use std::collections::BTreeSet;
+
+/// Lower case with Latin accents folded away: "Ünal Çelik" -> "unal celik".
+pub fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars().flat_map(char::to_lowercase) {
+        match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => out.push('a'),
+            'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => out.push('c'),
+            'ď' | 'đ' => out.push('d'),
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => out.push('e'),
+            'ĝ' | 'ğ' | 'ġ' | 'ģ' => out.push('g'),
+            'ĥ' | 'ħ' => out.push('h'),
+            'ì' | 'í' | 'î' | 'ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' | 'ı' => out.push('i'),
+            'ĵ' => out.push('j'),
+            'ķ' => out.push('k'),
+            'ĺ' | 'ļ' | 'ľ' | 'ŀ' | 'ł' => out.push('l'),
+            'ñ' | 'ń' | 'ņ' | 'ň' => out.push('n'),
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ŏ' | 'ő' => out.push('o'),
+            'ŕ' | 'ŗ' | 'ř' => out.push('r'),
+            'ś' | 'ŝ' | 'ş' | 'š' | 'ș' => out.push('s'),
+            'ţ' | 'ť' | 'ŧ' | 'ț' => out.push('t'),
+            'ù' | 'ú' | 'û' | 'ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => out.push('u'),
+            'ŵ' => out.push('w'),
+            'ý' | 'ÿ' | 'ŷ' => out.push('y'),
+            'ź' | 'ż' | 'ž' => out.push('z'),
+            'ß' => out.push_str("ss"),
+            'æ' => out.push_str("ae"),
+            'œ' => out.push_str("oe"),
+            'þ' => out.push_str("th"),
+            'ð' => out.push('d'),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The words stored for a patient: each whitespace-separated token whole, and its pieces
+/// between punctuation ("jo.smith@example.org" gives that, "jo", "smith", "example", "org").
+pub fn terms<'a>(fields: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for field in fields {
+        for token in fold(field).split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
+            let token = token.trim_matches(|c: char| !c.is_alphanumeric());
+            if token.is_empty() {
+                continue;
+            }
+            out.insert(truncate(token));
+            for part in token.split(|c: char| !c.is_alphanumeric()) {
+                if !part.is_empty() {
+                    out.insert(truncate(part));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Terms are capped so one long value cannot bloat the index.
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// The terms of a query, most selective first (longest), at most eight.
+pub fn query_terms(q: &str) -> Vec<String> {
+    let mut t: Vec<String> = fold(q)
+        .split_whitespace()
+        .map(|w| truncate(w.trim_matches(|c: char| !c.is_alphanumeric())))
+        .filter(|w| !w.is_empty())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    t.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
+    t.truncate(8);
+    t
+}
+
+/// The exclusive upper bound of the range of words starting with `prefix`.
+pub fn prefix_end(prefix: &str) -> String {
+    format!("{prefix}\u{10FFFF}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_and_accents_fold_away() {
+        assert_eq!(fold("Ünal Çelik Søren"), "unal celik soren");
+        assert_eq!(fold("José Müller-Lüdenscheidt"), "jose muller-ludenscheidt");
+    }
+
+    #[test]
+    fn a_patient_is_found_by_the_start_of_any_word() {
+        let t = terms([
+            "John",
+            "Smith-Jones",
+            "john.smith@example.org",
+            "MRN-00123",
+            "1980-01-01",
+        ]);
+        for w in [
+            "john",
+            "smith-jones",
+            "smith",
+            "jones",
+            "example",
+            "org",
+            "mrn-00123",
+            "00123",
+            "1980-01-01",
+            "1980",
+        ] {
+            assert!(t.contains(w), "{w} in {t:?}");
+        }
+    }
+
+    #[test]
+    fn query_terms_are_folded_deduplicated_and_longest_first() {
+        assert_eq!(
+            query_terms("  smith 1980-01-01 SMITH "),
+            vec!["1980-01-01", "smith"]
+        );
+        assert_eq!(query_terms("Müller"), vec!["muller"]);
+        assert!(query_terms("  ").is_empty());
+        assert!("smithson" < prefix_end("smith").as_str() && "smith" <= "smithson");
+    }
+}
