@@ -245,6 +245,7 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(auth::pages::routes)
                     .configure(console::home::routes)
                     .configure(organization::pages::routes)
+                    .configure(patient::pages::routes)
                     .configure(practitioner::pages::routes)
                     .configure(profile::pages::routes)
                     .configure(audit::pages::routes)

@@ -17,7 +17,6 @@ use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
-        .route("/patients", web::get().to(patients))
         .route("/studies", web::get().to(studies_tab))
         .route("/observations", web::get().to(observations));
 }
@@ -156,22 +155,6 @@ async fn tab(
         patients,
         studies,
     })
-}
-
-async fn patients(
-    c: Console,
-    state: web::Data<AppState>,
-    q: web::Query<OrgQuery>,
-) -> Result<TabPage, AppError> {
-    tab(
-        c,
-        state,
-        q.into_inner(),
-        "Patients",
-        "/patients",
-        "patients",
-    )
-    .await
 }
 
 async fn studies_tab(

@@ -1,0 +1,637 @@
+//! The Patients tab: the list (search, sort, pages), Find or Create, the patient's page,
+//! and the forms to edit, archive, restore and remove.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::Deserialize;
+
+use super::model::{Identifier, Patient, PatientInput};
+use super::repo::{self, Archived, ListFilter, Sort};
+use crate::audit::Audit;
+use crate::auth::pages::render_status;
+use crate::auth::CsrfForm;
+use crate::console::home::{selected_organization, OrgOption};
+use crate::console::{query_string, Console, FormErrors, Paging, Shell};
+use crate::error::AppError;
+use crate::organization::{self, Organization, Role};
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/patients", web::get().to(list))
+        .route("/patients", web::post().to(create))
+        .route("/patients/{id}", web::get().to(show))
+        .route("/patients/{id}/update", web::post().to(update))
+        .route("/patients/{id}/archive", web::post().to(archive))
+        .route("/patients/{id}/restore", web::post().to(restore))
+        .route("/patients/{id}/remove", web::post().to(remove))
+        .route(
+            "/patients/{id}/add-to-organization",
+            web::post().to(add_to_organization),
+        );
+}
+
+pub const PAGE_SIZES: [i64; 4] = [20, 100, 500, 1000];
+
+/// The list's state, all of it in the query string so a list is bookmarkable.
+#[derive(Deserialize, Default, Clone)]
+pub struct ListQuery {
+    pub organization_id: Option<String>,
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub archived: String,
+    #[serde(default)]
+    pub sort: String,
+    pub page: Option<String>,
+    pub page_size: Option<String>,
+    #[serde(default)]
+    pub modal: String,
+    #[serde(default)]
+    pub email: String,
+}
+
+impl ListQuery {
+    fn archived(&self) -> Archived {
+        match self.archived.as_str() {
+            "archived" => Archived::Archived,
+            "all" => Archived::All,
+            _ => Archived::Active,
+        }
+    }
+    fn sort(&self) -> Sort {
+        match self.sort.as_str() {
+            "birth_date" => Sort::BirthDate,
+            "added" => Sort::Added,
+            _ => Sort::FamilyName,
+        }
+    }
+    fn num(v: &Option<String>) -> Option<i64> {
+        v.as_deref().and_then(|s| s.trim().parse().ok())
+    }
+    /// This list's URL with some parameters changed.
+    pub fn url(&self, org: i64, changes: &[(&str, String)]) -> String {
+        let mut pairs = vec![
+            ("organization_id", org.to_string()),
+            ("q", self.q.clone()),
+            ("archived", self.archived.clone()),
+            ("sort", self.sort.clone()),
+            ("page_size", self.page_size.clone().unwrap_or_default()),
+            ("page", self.page.clone().unwrap_or_default()),
+        ];
+        for (k, v) in changes {
+            match pairs.iter_mut().find(|(pk, _)| pk == k) {
+                Some(p) => p.1 = v.clone(),
+                None => pairs.push((k, v.clone())),
+            }
+        }
+        format!("/patients?{}", query_string(&pairs))
+    }
+}
+
+pub struct Row {
+    pub p: Patient,
+    pub identifiers: Vec<Identifier>,
+    pub archived: bool,
+}
+
+/// The add-patient modal's state: the e-mail step, then a match or the create form.
+#[derive(Default)]
+pub struct AddState {
+    pub open: bool,
+    pub email: String,
+    pub email_error: String,
+    pub searched: bool,
+    /// A patient with this e-mail already here.
+    pub here: Option<Patient>,
+    /// A patient with this e-mail elsewhere: (id, name if the practitioner may see it).
+    pub elsewhere: Option<(i64, Option<String>)>,
+    pub form: PatientForm,
+    pub errors: FormErrors,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "patient/list.html")]
+pub struct ListPage {
+    shell: Shell,
+    org: Option<Organization>,
+    options: Vec<OrgOption>,
+    can_edit: bool,
+    rows: Vec<Row>,
+    q: ListQuery,
+    org_id: i64,
+    paging: Paging,
+    page_sizes: [i64; 4],
+    prev_url: String,
+    next_url: String,
+    close_url: String,
+    add: AddState,
+}
+
+async fn list_page(
+    c: &Console,
+    state: &web::Data<AppState>,
+    q: ListQuery,
+    mut add: AddState,
+) -> Result<ListPage, AppError> {
+    let user = c.user.clone();
+    let requested = ListQuery::num(&q.organization_id);
+    let mut paging = Paging::new(
+        ListQuery::num(&q.page),
+        ListQuery::num(&q.page_size),
+        &PAGE_SIZES,
+    );
+    let (q2, off, lim) = (q.clone(), paging.offset(), paging.page_size);
+    let lookup_email =
+        (add.open && !add.searched && !q.email.trim().is_empty()).then(|| q.email.clone());
+    let (org, options, rows, total, found) = state
+        .db
+        .tx(move |conn| {
+            let (org, options) = selected_organization(conn, &user, requested)?;
+            let Some((org, role)) = org else {
+                return Ok((None, options, Vec::new(), 0, None));
+            };
+            let filter = ListFilter {
+                org_ids: vec![org.id],
+                terms: super::search::query_terms(&q2.q),
+                archived: q2.archived(),
+                ..ListFilter::default()
+            };
+            let (patients, total) = repo::list(conn, &filter, q2.sort(), off, lim)?;
+            let ids: Vec<i64> = patients.iter().map(|p| p.id).collect();
+            let mut idents = repo::identifiers(conn, &ids)?;
+            let archived: Vec<i64> = repo::organizations_of(conn, &ids)?
+                .into_iter()
+                .filter(|(_, o, at)| o.id == org.id && at.is_some())
+                .map(|(pid, _, _)| pid)
+                .collect();
+            let rows = patients
+                .into_iter()
+                .map(|p| Row {
+                    identifiers: {
+                        let (mine, rest): (Vec<_>, Vec<_>) =
+                            idents.drain(..).partition(|i| i.patient_id == p.id);
+                        idents = rest;
+                        mine
+                    },
+                    archived: archived.contains(&p.id),
+                    p,
+                })
+                .collect();
+            Audit::by(&user, "patient.list")
+                .org(org.id)
+                .detail(serde_json::json!({"q": q2.q, "page": off / lim + 1}))
+                .record(conn)?;
+            let found = match lookup_email {
+                Some(email) => Some(find_for_add(conn, &user, &org, role, &email)?),
+                None => None,
+            };
+            Ok((Some((org, role)), options, rows, total, found))
+        })
+        .await?;
+    paging.total = total;
+    if let Some(found) = found {
+        add = found;
+    }
+    let (org, role) = match org {
+        Some((o, r)) => (Some(o), r),
+        None => (None, Role::Viewer),
+    };
+    let org_id = org.as_ref().map(|o| o.id).unwrap_or_default();
+    Ok(ListPage {
+        shell: c.shell("Patients", "patients"),
+        can_edit: org.is_some() && role >= Role::Member,
+        prev_url: q.url(org_id, &[("page", (paging.page - 1).to_string())]),
+        next_url: q.url(org_id, &[("page", (paging.page + 1).to_string())]),
+        close_url: q.url(org_id, &[]),
+        org,
+        options,
+        rows,
+        org_id,
+        paging,
+        page_sizes: PAGE_SIZES,
+        q,
+        add,
+    })
+}
+
+/// Find, in the add-patient flow: here already, elsewhere, or new.
+fn find_for_add(
+    conn: &mut crate::db::DbConnection,
+    user: &crate::auth::CurrentUser,
+    org: &Organization,
+    role: Role,
+    email: &str,
+) -> Result<AddState, AppError> {
+    let email = crate::util::normalize_email(email);
+    let mut add = AddState {
+        open: true,
+        searched: true,
+        email: email.clone(),
+        ..AddState::default()
+    };
+    if role < Role::Member {
+        return Err(AppError::Forbidden("Viewers cannot add patients.".into()));
+    }
+    if !crate::util::looks_like_email(&email) {
+        add.searched = false;
+        add.email_error = "Enter an e-mail address such as name@example.org.".into();
+        return Ok(add);
+    }
+    match repo::find_by_email(conn, &email)? {
+        Some(p) if repo::is_linked(conn, p.id, org.id)? => add.here = Some(p),
+        Some(p) => {
+            // Only what this practitioner may see: the name when they share an organization.
+            let name = super::authorize(conn, user, p.id, Role::Viewer)
+                .ok()
+                .map(|_| format!("{} {}", p.name_given, p.name_family));
+            add.elsewhere = Some((p.id, name));
+        }
+        None => {
+            add.form = PatientForm {
+                email: email.clone(),
+                ..PatientForm::default()
+            };
+        }
+    }
+    Ok(add)
+}
+
+async fn list(
+    c: Console,
+    state: web::Data<AppState>,
+    q: web::Query<ListQuery>,
+) -> Result<ListPage, AppError> {
+    let q = q.into_inner();
+    let add = AddState {
+        open: q.modal == "add",
+        ..AddState::default()
+    };
+    list_page(&c, &state, q, add).await
+}
+
+/// The create and edit form, as typed.
+#[derive(Deserialize, Default, Clone)]
+pub struct PatientForm {
+    #[serde(default)]
+    pub organization_id: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub name_family: String,
+    #[serde(default)]
+    pub name_given: String,
+    #[serde(default)]
+    pub birth_date: String,
+    #[serde(default)]
+    pub phone: String,
+    #[serde(default)]
+    pub id_system_1: String,
+    #[serde(default)]
+    pub id_value_1: String,
+    #[serde(default)]
+    pub id_system_2: String,
+    #[serde(default)]
+    pub id_value_2: String,
+    #[serde(default)]
+    pub id_system_3: String,
+    #[serde(default)]
+    pub id_value_3: String,
+}
+
+impl PatientForm {
+    fn input(&self) -> PatientInput {
+        PatientInput {
+            email: self.email.clone(),
+            name_family: self.name_family.clone(),
+            name_given: self.name_given.clone(),
+            birth_date: self.birth_date.clone(),
+            phone: self.phone.clone(),
+            identifiers: vec![
+                (self.id_system_1.clone(), self.id_value_1.clone()),
+                (self.id_system_2.clone(), self.id_value_2.clone()),
+                (self.id_system_3.clone(), self.id_value_3.clone()),
+            ],
+        }
+    }
+
+    fn from_patient(p: &Patient, ids: &[Identifier]) -> PatientForm {
+        let id = |n: usize| {
+            ids.get(n)
+                .map(|i| (i.system.clone(), i.value.clone()))
+                .unwrap_or_default()
+        };
+        let ((s1, v1), (s2, v2), (s3, v3)) = (id(0), id(1), id(2));
+        PatientForm {
+            organization_id: String::new(),
+            email: p.telecom_email.clone(),
+            name_family: p.name_family.clone(),
+            name_given: p.name_given.clone(),
+            birth_date: p
+                .birth_date
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            phone: p.telecom_phone.clone().unwrap_or_default(),
+            id_system_1: s1,
+            id_value_1: v1,
+            id_system_2: s2,
+            id_value_2: v2,
+            id_system_3: s3,
+            id_value_3: v3,
+        }
+    }
+}
+
+fn org_param(s: &str) -> Result<i64, AppError> {
+    s.trim().parse().map_err(|_| {
+        AppError::BadRequest("The form did not say which organization; reload the page.".into())
+    })
+}
+
+async fn create(
+    c: Console,
+    state: web::Data<AppState>,
+    CsrfForm(form): CsrfForm<PatientForm>,
+) -> Result<HttpResponse, AppError> {
+    let org_id = org_param(&form.organization_id)?;
+    let (user, input) = (c.user.clone(), form.input());
+    let result = state
+        .db
+        .tx(move |conn| {
+            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+            super::create(conn, &user, &scope, &input)
+        })
+        .await;
+    match result {
+        Ok(id) => Ok(c.done(
+            format!(
+                "Added {} {}.",
+                form.name_given.trim(),
+                form.name_family.trim()
+            ),
+            &format!("/patients/{id}?organization_id={org_id}"),
+        )),
+        Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_))) => Err(e),
+        Err(e) => {
+            let q = ListQuery {
+                organization_id: Some(org_id.to_string()),
+                modal: "add".into(),
+                ..ListQuery::default()
+            };
+            let add = AddState {
+                open: true,
+                searched: true,
+                email: crate::util::normalize_email(&form.email),
+                errors: FormErrors::from_error(e)?,
+                form,
+                ..AddState::default()
+            };
+            Ok(render_status(
+                StatusCode::BAD_REQUEST,
+                list_page(&c, &state, q, add).await?,
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct OrgQuery {
+    organization_id: Option<String>,
+    #[serde(default)]
+    modal: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "patient/show.html")]
+pub struct ShowPage {
+    shell: Shell,
+    p: Patient,
+    org: Organization,
+    identifiers: Vec<Identifier>,
+    organizations: Vec<(Organization, bool)>,
+    archived: bool,
+    can_edit: bool,
+    modal: String,
+    form: PatientForm,
+    errors: FormErrors,
+    removal: (i64, i64, bool),
+    back_url: String,
+}
+
+async fn show_page(
+    c: &Console,
+    state: &web::Data<AppState>,
+    id: i64,
+    org_id: Option<i64>,
+    modal: String,
+    form: Option<PatientForm>,
+    errors: FormErrors,
+) -> Result<ShowPage, AppError> {
+    let user = c.user.clone();
+    let (scope, org, p, identifiers, organizations, removal) = state
+        .db
+        .tx(move |conn| {
+            let scope = match org_id {
+                Some(o) => {
+                    let s = organization::authorize(conn, &user, o, Role::Viewer)?;
+                    if !repo::is_linked(conn, id, o)? {
+                        return Err(AppError::not_found("Patient"));
+                    }
+                    s
+                }
+                None => super::authorize(conn, &user, id, Role::Viewer)?,
+            };
+            let p = super::read(conn, &user, &scope, id)?;
+            let org = organization::repo::get(conn, &scope)?;
+            let identifiers = repo::identifiers(conn, &[id])?;
+            let (_, visible) = organization::visible(conn, &user)?;
+            let organizations: Vec<(Organization, bool)> = repo::organizations_of(conn, &[id])?
+                .into_iter()
+                .filter(|(_, o, _)| visible.contains_key(&o.id))
+                .map(|(_, o, at)| (o, at.is_some()))
+                .collect();
+            let removal = super::removal_preview(conn, &scope, id)?;
+            Ok((scope, org, p, identifiers, organizations, removal))
+        })
+        .await?;
+    let archived = organizations.iter().any(|(o, a)| o.id == org.id && *a);
+    let can_edit = scope.can(Role::Member);
+    let form = form.unwrap_or_else(|| PatientForm::from_patient(&p, &identifiers));
+    Ok(ShowPage {
+        shell: c.shell(format!("{} {}", p.name_given, p.name_family), "patients"),
+        back_url: format!("/patients?organization_id={}", org.id),
+        modal: if can_edit { modal } else { String::new() },
+        p,
+        org,
+        identifiers,
+        organizations,
+        archived,
+        can_edit,
+        form,
+        errors,
+        removal,
+    })
+}
+
+async fn show(
+    c: Console,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    q: web::Query<OrgQuery>,
+) -> Result<ShowPage, AppError> {
+    let org = ListQuery::num(&q.organization_id);
+    show_page(
+        &c,
+        &state,
+        id.into_inner(),
+        org,
+        q.modal.clone(),
+        None,
+        FormErrors::default(),
+    )
+    .await
+}
+
+async fn update(
+    c: Console,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    CsrfForm(form): CsrfForm<PatientForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let org_id = org_param(&form.organization_id)?;
+    let (user, input) = (c.user.clone(), form.input());
+    let result = state
+        .db
+        .tx(move |conn| {
+            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+            super::update(conn, &user, &scope, id, &input, true)
+        })
+        .await;
+    match result {
+        Ok(()) => Ok(c.done(
+            "Saved the patient.",
+            &format!("/patients/{id}?organization_id={org_id}"),
+        )),
+        Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_))) => Err(e),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            let page = show_page(
+                &c,
+                &state,
+                id,
+                Some(org_id),
+                "edit".into(),
+                Some(form),
+                errors,
+            )
+            .await?;
+            Ok(render_status(StatusCode::BAD_REQUEST, page))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct OrgForm {
+    #[serde(default)]
+    organization_id: String,
+    /// For adding a patient of another organization: the e-mail that was looked up.
+    #[serde(default)]
+    email: String,
+}
+
+async fn set_archived(
+    c: Console,
+    state: web::Data<AppState>,
+    id: i64,
+    org: &str,
+    archived: bool,
+) -> Result<HttpResponse, AppError> {
+    let org_id = org_param(org)?;
+    let user = c.user.clone();
+    state
+        .db
+        .tx(move |conn| {
+            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+            super::set_archived(conn, &user, &scope, id, archived)
+        })
+        .await?;
+    let msg = if archived {
+        "Archived the patient. They are hidden from the list until restored."
+    } else {
+        "Restored the patient."
+    };
+    Ok(c.done(msg, &format!("/patients/{id}?organization_id={org_id}")))
+}
+
+async fn archive(
+    c: Console,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    CsrfForm(f): CsrfForm<OrgForm>,
+) -> Result<HttpResponse, AppError> {
+    set_archived(c, state, id.into_inner(), &f.organization_id, true).await
+}
+
+async fn restore(
+    c: Console,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    CsrfForm(f): CsrfForm<OrgForm>,
+) -> Result<HttpResponse, AppError> {
+    set_archived(c, state, id.into_inner(), &f.organization_id, false).await
+}
+
+async fn remove(
+    c: Console,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    CsrfForm(f): CsrfForm<OrgForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let org_id = org_param(&f.organization_id)?;
+    let user = c.user.clone();
+    let gone = state
+        .db
+        .tx(move |conn| {
+            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+            super::remove(conn, &user, &scope, id)
+        })
+        .await?;
+    let msg = if gone {
+        "Removed the patient. It was their last organization, so their record was deleted."
+    } else {
+        "Removed the patient from this organization."
+    };
+    Ok(c.done(msg, &format!("/patients?organization_id={org_id}")))
+}
+
+async fn add_to_organization(
+    c: Console,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    CsrfForm(f): CsrfForm<OrgForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let org_id = org_param(&f.organization_id)?;
+    let user = c.user.clone();
+    let email = crate::util::normalize_email(&f.email);
+    state
+        .db
+        .tx(move |conn| {
+            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+            // Knowing the patient's e-mail (their identity here) is what lets a practitioner
+            // add a patient they cannot otherwise see; a bare id is not enough.
+            let p = repo::find(conn, id)?.filter(|p| p.telecom_email == email);
+            if p.is_none() {
+                return Err(AppError::not_found("Patient"));
+            }
+            super::add_to_organization(conn, &user, &scope, id)
+        })
+        .await?;
+    Ok(c.done(
+        "Added the patient to this organization.",
+        &format!("/patients/{id}?organization_id={org_id}"),
+    ))
+}
