@@ -16,6 +16,9 @@ Commands:
   token create --email E [--label L]     Print a new personal API token for E (last line)
   token list --email E                   List E's tokens
   token revoke ID|TOKEN                  Revoke a token by its id or its text
+  seed-demo [--patients N] [--organization ID]
+                                         Add N fake patients (default 1000) to an organization
+                                         (default: a new Demo Clinic)
   help                                   Show this help
 
 Settings come from the environment or a .env file; see .env.example.";
@@ -51,6 +54,7 @@ pub fn main(args: Vec<String>) -> i32 {
             None => usage("token list needs --email E"),
         },
         ["token", "revoke", which] => token_revoke(which),
+        ["seed-demo", rest @ ..] => seed_demo(rest),
         _ => usage(&format!("unknown command: {}", args.join(" "))),
     }
 }
@@ -218,5 +222,31 @@ fn token_revoke(which: &str) -> i32 {
             Ok(format!("Revoked token {id} of {email}."))
         }
         None => Err(AppError::NotFound("No such token.".into())),
+    })
+}
+
+fn seed_demo(rest: &[&str]) -> i32 {
+    let count = match flag(rest, "--patients").map(|v| v.parse::<i64>()) {
+        None => 1000,
+        Some(Ok(n)) if (1..=10_000_000).contains(&n) => n,
+        Some(_) => return usage("--patients takes a whole number from 1 to 10000000"),
+    };
+    let org = match flag(rest, "--organization").map(|v| v.parse::<i64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return usage("--organization takes an organization id"),
+    };
+    with_db(|conn, _| {
+        let mut last = std::time::Instant::now();
+        let (org_id, secs) = crate::demo::seed(conn, org, count, |done| {
+            if last.elapsed().as_secs() >= 5 {
+                eprintln!("  {done} patients…");
+                last = std::time::Instant::now();
+            }
+        })?;
+        Ok(format!(
+            "Added {count} patients to organization {org_id} in {secs:.1} s ({:.0} patients/s).",
+            count as f64 / secs.max(1e-9)
+        ))
     })
 }

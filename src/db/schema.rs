@@ -315,6 +315,14 @@ diesel::table! {
 
 diesel::joinable!(patient_search_terms -> patients (patient_id));
 
+diesel::table! {
+    organization_patient_counts (organization_id) {
+        organization_id -> BigInt,
+        active -> BigInt,
+        archived -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     users,
@@ -341,4 +349,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     server_settings,
     patient_search_terms,
+    organization_patient_counts,
 );

@@ -140,16 +140,19 @@ fn count(conn: &mut DbConnection, f: &ListFilter) -> AppResult<i64> {
     if !plain {
         return Ok(filtered(f).count().get_result(conn)?);
     }
-    // One organization, no search: count its links, which an index holds in order.
-    let base = patient_organizations::table
-        .filter(patient_organizations::organization_id.eq(f.org_ids[0]))
-        .into_boxed::<MultiBackend>();
-    let base = match f.archived {
-        Archived::Active => base.filter(patient_organizations::archived_at.is_null()),
-        Archived::Archived => base.filter(patient_organizations::archived_at.is_not_null()),
-        Archived::All => base,
-    };
-    Ok(base.count().get_result(conn)?)
+    // One organization, no search: the totals the database keeps by trigger.
+    use crate::db::schema::organization_patient_counts as counts;
+    let (active, archived): (i64, i64) = counts::table
+        .find(f.org_ids[0])
+        .select((counts::active, counts::archived))
+        .first(conn)
+        .optional()?
+        .unwrap_or((0, 0));
+    Ok(match f.archived {
+        Archived::Active => active,
+        Archived::Archived => archived,
+        Archived::All => active + archived,
+    })
 }
 
 pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Patient>> {

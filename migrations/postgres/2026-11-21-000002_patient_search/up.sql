@@ -11,3 +11,44 @@ CREATE INDEX idx_patient_search_terms_term ON patient_search_terms(term, patient
 
 -- Lists page an organization's patients by when they were added, and filter on archiving.
 CREATE INDEX idx_patient_organizations_org_created ON patient_organizations(organization_id, created_at, patient_id);
+
+-- How many patients each organization holds, kept exact by triggers on every link change,
+-- so a list of a million patients shows its total without counting them.
+CREATE TABLE organization_patient_counts (
+    organization_id BIGINT PRIMARY KEY NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    active BIGINT NOT NULL DEFAULT 0,
+    archived BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO organization_patient_counts (organization_id, active, archived)
+SELECT o.id,
+       (SELECT COUNT(*) FROM patient_organizations po WHERE po.organization_id = o.id AND po.archived_at IS NULL),
+       (SELECT COUNT(*) FROM patient_organizations po WHERE po.organization_id = o.id AND po.archived_at IS NOT NULL)
+FROM organizations o;
+
+CREATE FUNCTION cohort_organization_counts_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO organization_patient_counts (organization_id) VALUES (NEW.id);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER trg_organizations_counts AFTER INSERT ON organizations
+    FOR EACH ROW EXECUTE FUNCTION cohort_organization_counts_row();
+
+CREATE FUNCTION cohort_patient_organization_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE organization_patient_counts
+           SET active = active - (OLD.archived_at IS NULL)::int,
+               archived = archived - (OLD.archived_at IS NOT NULL)::int
+         WHERE organization_id = OLD.organization_id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        UPDATE organization_patient_counts
+           SET active = active + (NEW.archived_at IS NULL)::int,
+               archived = archived + (NEW.archived_at IS NOT NULL)::int
+         WHERE organization_id = NEW.organization_id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER trg_patient_organizations_counts
+    AFTER INSERT OR DELETE OR UPDATE OF archived_at ON patient_organizations
+    FOR EACH ROW EXECUTE FUNCTION cohort_patient_organization_counts();

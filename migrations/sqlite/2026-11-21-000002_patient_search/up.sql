@@ -10,3 +10,40 @@ CREATE INDEX idx_patient_search_terms_term ON patient_search_terms(term, patient
 
 -- Lists page an organization's patients by when they were added, and filter on archiving.
 CREATE INDEX idx_patient_organizations_org_created ON patient_organizations(organization_id, created_at, patient_id);
+
+-- How many patients each organization holds, kept exact by triggers on every link change,
+-- so a list of a million patients shows its total without counting them.
+CREATE TABLE organization_patient_counts (
+    organization_id BIGINT PRIMARY KEY NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+    active BIGINT NOT NULL DEFAULT 0,
+    archived BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO organization_patient_counts (organization_id, active, archived)
+SELECT o.id,
+       (SELECT COUNT(*) FROM patient_organizations po WHERE po.organization_id = o.id AND po.archived_at IS NULL),
+       (SELECT COUNT(*) FROM patient_organizations po WHERE po.organization_id = o.id AND po.archived_at IS NOT NULL)
+FROM organizations o;
+
+CREATE TRIGGER trg_organizations_counts AFTER INSERT ON organizations
+BEGIN
+    INSERT INTO organization_patient_counts (organization_id) VALUES (NEW.id);
+END;
+CREATE TRIGGER trg_patient_organizations_insert AFTER INSERT ON patient_organizations
+BEGIN
+    UPDATE organization_patient_counts
+       SET active = active + (NEW.archived_at IS NULL), archived = archived + (NEW.archived_at IS NOT NULL)
+     WHERE organization_id = NEW.organization_id;
+END;
+CREATE TRIGGER trg_patient_organizations_delete AFTER DELETE ON patient_organizations
+BEGIN
+    UPDATE organization_patient_counts
+       SET active = active - (OLD.archived_at IS NULL), archived = archived - (OLD.archived_at IS NOT NULL)
+     WHERE organization_id = OLD.organization_id;
+END;
+CREATE TRIGGER trg_patient_organizations_archive AFTER UPDATE OF archived_at ON patient_organizations
+BEGIN
+    UPDATE organization_patient_counts
+       SET active = active - (OLD.archived_at IS NULL) + (NEW.archived_at IS NULL),
+           archived = archived - (OLD.archived_at IS NOT NULL) + (NEW.archived_at IS NOT NULL)
+     WHERE organization_id = NEW.organization_id;
+END;

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Patients benchmark: the Patients page and GET /api/v1/patients with many patients in one
+organization, on SQLite and on PostgreSQL; plus single creates through POST /api/v1/patients.
+
+Usage: bench/patients.py [--patients 1000000] [--seconds 10] [--backend sqlite|postgres|both]
+Needs a release build and wrk. PostgreSQL: a server at 127.0.0.1:5432 with trust auth (the
+database cohort_bench is dropped and made again).
+Targets (issue 3): p99 < 20 ms first page and two-term search, < 100 ms for a page 1,000 deep;
+>= 5,000 req/s for the API's first page; >= 2,000 single creates/s.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from http.cookiejar import CookieJar
+
+sys.path.insert(0, os.path.dirname(__file__))
+from foundation import free_port, get_status, wrk  # noqa: E402
+
+CREATE_LUA = r"""
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+function init(args)
+  counter = 0
+end
+request = function()
+  counter = counter + 1
+  local id = string.format("RUN-%d-%d", tid, counter)
+  local body = '{"organizationId": ORG, "telecomEmail": "bench-' .. id .. '@example.org", ' ..
+    '"nameFamily": "Bench", "nameGiven": "Mark", "birthDate": "1980-01-01", ' ..
+    '"identifiers": [{"system": "urn:bench", "value": "' .. id .. '"}]}'
+  return wrk.format("POST", "/api/v1/patients", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer TOKEN"}, body)
+end
+"""
+
+
+def run(binary, env, args, **kw):
+    return subprocess.run([binary] + args, env=env, capture_output=True, text=True, check=True, **kw)
+
+
+def bench(backend, binary, patients, seconds):
+    data = tempfile.mkdtemp(prefix=f"cohort-bench-{backend}-")
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", ""), "COHORT_ADDR": f"127.0.0.1:{port}",
+           "COHORT_DATA_DIR": data, "RUST_LOG": "warn"}
+    if backend == "postgres":
+        for sql in ["DROP DATABASE IF EXISTS cohort_bench", "CREATE DATABASE cohort_bench"]:
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql], check=True)
+        env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/cohort_bench"
+    out = run(binary, env, ["seed-demo", "--patients", str(patients)], cwd=data).stdout.strip()
+    print(f"[{backend}] seed: {out}")
+    org = re.search(r"organization (\d+)", out).group(1)
+    proc = subprocess.Popen([binary, "serve"], env=env, cwd=data, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while get_status(base + "/healthz") != 200:
+            time.sleep(0.05)
+        token = run(binary, env, ["token", "create", "--email", "admin@localhost"], cwd=data).stdout.strip().splitlines()[-1]
+        link = run(binary, env, ["create-admin", "--email", "admin@localhost"], cwd=data).stdout.strip().splitlines()[-1]
+        jar = CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        opener.open(link).read()
+        cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+        auth = [f"Authorization: Bearer {token}"]
+        cases = [
+            ("page  /patients first page", f"/patients?organization_id={org}", [f"Cookie: {cookie}"]),
+            ("page  /patients page 1000", f"/patients?organization_id={org}&page=1000", [f"Cookie: {cookie}"]),
+            ("page  /patients q='smith 1980'", f"/patients?organization_id={org}&q=smith+1980", [f"Cookie: {cookie}"]),
+            ("api   first page", f"/api/v1/patients?organization_id={org}", auth),
+            ("api   page 1000", f"/api/v1/patients?organization_id={org}&page=1000", auth),
+            ("api   q='smith 1980'", f"/api/v1/patients?organization_id={org}&q=smith+1980", auth),
+        ]
+        for name, path, headers in cases:
+            rps, p99, bad = wrk(base + path, seconds, headers)
+            print(f"[{backend}] {name:32s} {rps:8,.0f} req/s  p99 {p99:7.2f} ms  non-2xx {bad}")
+        lua = os.path.join(data, "create.lua")
+        with open(lua, "w") as f:
+            f.write(CREATE_LUA.replace("ORG", org).replace("RUN", str(time.time_ns())).replace("TOKEN", token))
+        out = subprocess.run(["wrk", "-t2", "-c4", f"-d{seconds}s", "--latency", "-s", lua, base + "/"]
+                             + sum([["-H", h] for h in auth], []), capture_output=True, text=True, check=True).stdout
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        print(f"[{backend}] {'api   POST /patients (creates)':32s} {rps:8,.0f} req/s  non-2xx {bad.group(1) if bad else 0}")
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default="target/release/cohort")
+    ap.add_argument("--patients", type=int, default=1_000_000)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--backend", default="both", choices=["sqlite", "postgres", "both"])
+    a = ap.parse_args()
+    binary = os.path.abspath(a.binary)
+    for backend in (["sqlite", "postgres"] if a.backend == "both" else [a.backend]):
+        bench(backend, binary, a.patients, a.seconds)
+
+
+if __name__ == "__main__":
+    main()

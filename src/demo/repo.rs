@@ -1,0 +1,90 @@
+//! Bulk SQL for demo data: multi-row INSERTs with explicit ids, one transaction per batch.
+//! The values are generated here (names from fixed lists), never typed by a user; text is
+//! still quoted properly.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+use super::FakePatient;
+use crate::db::schema::{patients, users};
+use crate::db::DbConnection;
+use crate::error::{AppError, AppResult};
+use crate::util::now;
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// (next user id, next patient id, a number to start fake e-mails and MRNs from).
+pub fn next_ids(conn: &mut DbConnection) -> AppResult<(i64, i64, i64)> {
+    let u: Option<i64> = users::table
+        .select(diesel::dsl::max(users::id))
+        .first(conn)?;
+    let p: Option<i64> = patients::table
+        .select(diesel::dsl::max(patients::id))
+        .first(conn)?;
+    let (u, p) = (u.unwrap_or(0) + 1, p.unwrap_or(0) + 1);
+    Ok((u, p, p))
+}
+
+pub fn insert_batch(
+    conn: &mut DbConnection,
+    org_id: i64,
+    first_user: i64,
+    first_patient: i64,
+    people: &[FakePatient],
+) -> AppResult<()> {
+    let t = quote(&now().format("%Y-%m-%d %H:%M:%S%.6f").to_string());
+    let (tr, fa) = match conn {
+        DbConnection::Sqlite(_) => ("1", "0"),
+        DbConnection::Postgres(_) => ("TRUE", "FALSE"),
+    };
+    let mut users_sql = String::from("INSERT INTO users (id, email, first_name, last_name, user_type, is_superuser, is_active, created_at) VALUES ");
+    let mut patients_sql = String::from("INSERT INTO patients (id, user_id, name_family, name_given, birth_date, telecom_phone, telecom_email, search_text, created_at, updated_at) VALUES ");
+    let mut links_sql = String::from(
+        "INSERT INTO patient_organizations (patient_id, organization_id, created_at) VALUES ",
+    );
+    let mut ids_sql =
+        String::from("INSERT INTO patient_identifiers (patient_id, system, value) VALUES ");
+    let mut terms_sql = String::from("INSERT INTO patient_search_terms (patient_id, term) VALUES ");
+    let mut first_term = true;
+    for (i, p) in people.iter().enumerate() {
+        let (uid, pid) = (first_user + i as i64, first_patient + i as i64);
+        let sep = if i == 0 { "" } else { "," };
+        let (email, fam, giv) = (quote(&p.email), quote(&p.family), quote(&p.given));
+        users_sql.push_str(&format!(
+            "{sep}({uid},{email},{giv},{fam},'patient',{fa},{tr},{t})"
+        ));
+        patients_sql.push_str(&format!(
+            "{sep}({pid},{uid},{fam},{giv},'{}',{},{email},'',{t},{t})",
+            p.birth_date.format("%Y-%m-%d"),
+            quote(&p.phone)
+        ));
+        links_sql.push_str(&format!("{sep}({pid},{org_id},{t})"));
+        ids_sql.push_str(&format!("{sep}({pid},'urn:mrn',{})", quote(&p.mrn)));
+        for term in &p.terms {
+            terms_sql.push_str(if first_term { "" } else { "," });
+            first_term = false;
+            terms_sql.push_str(&format!("({pid},{})", quote(term)));
+        }
+    }
+    let sql = format!("{users_sql};\n{patients_sql};\n{links_sql};\n{ids_sql};\n{terms_sql};");
+    conn.transaction::<_, AppError, _>(|c| {
+        c.batch_execute(&sql)?;
+        Ok(())
+    })
+}
+
+/// PostgreSQL's id sequences do not follow explicit ids: move them past what was inserted,
+/// and refresh the planner's statistics. SQLite's AUTOINCREMENT follows by itself.
+pub fn after_bulk(conn: &mut DbConnection) -> AppResult<()> {
+    match conn {
+        DbConnection::Postgres(c) => c.batch_execute(
+            "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users));
+             SELECT setval(pg_get_serial_sequence('patients', 'id'), (SELECT MAX(id) FROM patients));
+             ANALYZE;",
+        )?,
+        DbConnection::Sqlite(c) => c.batch_execute("ANALYZE;")?,
+    }
+    Ok(())
+}
