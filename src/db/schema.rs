@@ -77,6 +77,8 @@ diesel::table! {
         organization_id -> BigInt,
         archived_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        sort_name -> Text,
+        birth_date -> Nullable<Date>,
     }
 }
 

@@ -60,7 +60,11 @@ pub fn insert_batch(
             p.birth_date.format("%Y-%m-%d"),
             quote(&p.phone)
         ));
-        links_sql.push_str(&format!("{sep}({pid},{org_id},{t})"));
+        links_sql.push_str(&format!(
+            "{sep}({pid},{org_id},{t},{},'{}')",
+            quote(&crate::patient::repo::sort_name(&p.family, &p.given)),
+            p.birth_date.format("%Y-%m-%d")
+        ));
         ids_sql.push_str(&format!("{sep}({pid},'urn:mrn',{})", quote(&p.mrn)));
         for term in &p.terms {
             terms_sql.push_str(if first_term { "" } else { "," });

@@ -109,6 +109,11 @@ fn filtered(f: &ListFilter) -> Boxed {
 }
 
 /// A page of patients and the number that match.
+///
+/// Searches first find the matching patients through the term index (an intersection of
+/// one range per term), so the rest of the work is on a handful of rows. Lists of one
+/// organization then page along the link rows' covering indexes, which carry the sort keys,
+/// and load only the patients of the page.
 pub fn list(
     conn: &mut DbConnection,
     f: &ListFilter,
@@ -116,8 +121,34 @@ pub fn list(
     offset: i64,
     limit: i64,
 ) -> AppResult<(Vec<Patient>, i64)> {
-    let total = count(conn, f)?;
-    let q = filtered(f).select(Patient::as_select());
+    let mut f = f.clone();
+    let mut matched: Option<Vec<i64>> = None;
+    if !f.terms.is_empty() {
+        if let Some(ids) = term_matches(conn, &f.terms)? {
+            if ids.is_empty() {
+                return Ok((Vec::new(), 0));
+            }
+            matched = Some(ids);
+            f.terms.clear();
+        }
+    }
+    if f.org_ids.len() == 1 && f.terms.is_empty() {
+        return list_in_org(conn, &f, matched, sort, offset, limit);
+    }
+    let mut q = filtered(&f);
+    if let Some(ids) = &matched {
+        q = q.filter(patients::id.eq_any(ids.clone()));
+    }
+    let total = if matched.is_some() {
+        let mut c = filtered(&f);
+        if let Some(ids) = &matched {
+            c = c.filter(patients::id.eq_any(ids.clone()));
+        }
+        c.count().get_result(conn)?
+    } else {
+        count(conn, &f)?
+    };
+    let q = q.select(Patient::as_select());
     let q = match sort {
         Sort::FamilyName => q.order((
             patients::name_family.asc(),
@@ -129,6 +160,127 @@ pub fn list(
     };
     let rows = q.offset(offset).limit(limit).load(conn)?;
     Ok((rows, total))
+}
+
+/// Above this many matches a search is broad enough that walking the list is cheaper.
+const MAX_TERM_MATCHES: usize = 20_000;
+
+/// The patients whose words start with every term, found by intersecting one index range
+/// per term; None when the search is too broad to be worth it.
+fn term_matches(conn: &mut DbConnection, terms: &[String]) -> AppResult<Option<Vec<i64>>> {
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        patient_id: i64,
+    }
+    let pg = matches!(conn, DbConnection::Postgres(_));
+    let mut n = 0;
+    let mut param = || {
+        n += 1;
+        if pg {
+            format!("${n}")
+        } else {
+            "?".to_string()
+        }
+    };
+    let parts: Vec<String> = terms
+        .iter()
+        .map(|_| {
+            format!(
+                "SELECT patient_id FROM patient_search_terms WHERE term >= {} AND term < {}",
+                param(),
+                param()
+            )
+        })
+        .collect();
+    let sql = format!(
+        "{} LIMIT {}",
+        parts.join(" INTERSECT "),
+        MAX_TERM_MATCHES + 1
+    );
+    let mut q = diesel::sql_query(sql).into_boxed::<crate::db::MultiBackend>();
+    for t in terms {
+        q = q
+            .bind::<Text, _>(t.clone())
+            .bind::<Text, _>(search::prefix_end(t));
+    }
+    let ids: Vec<i64> = q
+        .load::<Id>(conn)?
+        .into_iter()
+        .map(|r| r.patient_id)
+        .collect();
+    Ok((ids.len() <= MAX_TERM_MATCHES).then_some(ids))
+}
+
+/// One organization's page, walked along the link rows in sort order.
+fn list_in_org(
+    conn: &mut DbConnection,
+    f: &ListFilter,
+    matched: Option<Vec<i64>>,
+    sort: Sort,
+    offset: i64,
+    limit: i64,
+) -> AppResult<(Vec<Patient>, i64)> {
+    use patient_organizations as po;
+    let links = || {
+        let mut q = po::table
+            .filter(po::organization_id.eq(f.org_ids[0]))
+            .into_boxed::<MultiBackend>();
+        q = match f.archived {
+            Archived::Active => q.filter(po::archived_at.is_null()),
+            Archived::Archived => q.filter(po::archived_at.is_not_null()),
+            Archived::All => q,
+        };
+        if let Some(ids) = &matched {
+            q = q.filter(po::patient_id.eq_any(ids.clone()));
+        }
+        if let Some(id) = f.patient_id {
+            q = q.filter(po::patient_id.eq(id));
+        }
+        if let Some(v) = &f.identifier_value {
+            q = q.filter(exists(
+                patient_identifiers::table
+                    .filter(patient_identifiers::patient_id.eq(po::patient_id))
+                    .filter(patient_identifiers::value.eq(v.clone())),
+            ));
+        }
+        if let Some(s) = f.study_id {
+            q = q.filter(exists(
+                study_patients::table
+                    .filter(study_patients::patient_id.eq(po::patient_id))
+                    .filter(study_patients::study_id.eq(s)),
+            ));
+        }
+        q
+    };
+    let plain = matched.is_none()
+        && f.patient_id.is_none()
+        && f.identifier_value.is_none()
+        && f.study_id.is_none();
+    let total = if plain {
+        count(conn, f)?
+    } else {
+        links().count().get_result(conn)?
+    };
+    let page = links().select(po::patient_id);
+    let page = match sort {
+        Sort::FamilyName => page.order((po::sort_name.asc(), po::patient_id.asc())),
+        Sort::BirthDate => page.order((po::birth_date.asc(), po::patient_id.asc())),
+        Sort::Added => page.order((po::created_at.desc(), po::patient_id.desc())),
+    };
+    let ids: Vec<i64> = page.offset(offset).limit(limit).load(conn)?;
+    let mut rows: Vec<Patient> = patients::table
+        .filter(patients::id.eq_any(ids.clone()))
+        .select(Patient::as_select())
+        .load(conn)?;
+    rows.sort_by_key(|p| ids.iter().position(|i| *i == p.id));
+    Ok((rows, total))
+}
+
+/// How a patient sorts in lists: the name, folded for case and accents.
+pub fn sort_name(family: &str, given: &str) -> String {
+    search::fold(&format!("{} {}", family.trim(), given.trim()))
 }
 
 fn count(conn: &mut DbConnection, f: &ListFilter) -> AppResult<i64> {
@@ -334,11 +486,21 @@ pub fn is_linked(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppRe
 }
 
 pub fn link(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppResult<()> {
+    let (family, given, birth): (String, String, Option<chrono::NaiveDate>) = patients::table
+        .find(patient_id)
+        .select((
+            patients::name_family,
+            patients::name_given,
+            patients::birth_date,
+        ))
+        .first(conn)?;
     diesel::insert_into(patient_organizations::table)
         .values((
             patient_organizations::patient_id.eq(patient_id),
             patient_organizations::organization_id.eq(org_id),
             patient_organizations::created_at.eq(now()),
+            patient_organizations::sort_name.eq(sort_name(&family, &given)),
+            patient_organizations::birth_date.eq(birth),
         ))
         .execute(conn)?;
     Ok(())

@@ -4,4 +4,8 @@ DROP TRIGGER IF EXISTS trg_organizations_counts ON organizations;
 DROP FUNCTION IF EXISTS cohort_organization_counts_row();
 DROP TABLE IF EXISTS organization_patient_counts;
 DROP INDEX IF EXISTS idx_patient_organizations_org_created;
+DROP INDEX IF EXISTS idx_patient_organizations_org_birth;
+DROP INDEX IF EXISTS idx_patient_organizations_org_name;
+ALTER TABLE patient_organizations DROP COLUMN birth_date;
+ALTER TABLE patient_organizations DROP COLUMN sort_name;
 DROP TABLE IF EXISTS patient_search_terms;
