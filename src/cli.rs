@@ -146,6 +146,11 @@ fn with_db(
             println!("{msg}");
             0
         }
+        // An operator at a terminal gets the cause itself, not the console's apology.
+        Err(AppError::Internal(cause)) => {
+            eprintln!("cohort: failed: {cause}");
+            1
+        }
         Err(e) => {
             eprintln!("cohort: {}", e.user_message());
             1

@@ -42,7 +42,7 @@ pub fn insert_batch(
     let mut users_sql = String::from("INSERT INTO users (id, email, first_name, last_name, user_type, is_superuser, is_active, created_at) VALUES ");
     let mut patients_sql = String::from("INSERT INTO patients (id, user_id, name_family, name_given, birth_date, telecom_phone, telecom_email, search_text, created_at, updated_at) VALUES ");
     let mut links_sql = String::from(
-        "INSERT INTO patient_organizations (patient_id, organization_id, created_at) VALUES ",
+        "INSERT INTO patient_organizations (patient_id, organization_id, created_at, sort_name, birth_date) VALUES ",
     );
     let mut ids_sql =
         String::from("INSERT INTO patient_identifiers (patient_id, system, value) VALUES ");
