@@ -138,9 +138,11 @@ async fn list(
         .clone()
         .filter(|v| !v.is_empty());
     let terms = super::search::query_terms(query.q.as_deref().unwrap_or(""));
-    let (count, results) = state
+    let u = user.clone();
+    let (count, results, shown) = state
         .db
-        .tx(move |conn| {
+        .run(move |conn| {
+            let user = u;
             let org_ids = match study_id {
                 Some(s) => {
                     use crate::db::schema::studies;
@@ -151,7 +153,10 @@ async fn list(
                         .optional()?
                         .ok_or_else(|| AppError::not_found("Study"))?;
                     if org_id.is_some_and(|o| o != study_org) {
-                        return Err(AppError::invalid("studyId", "That study belongs to another organization."));
+                        return Err(AppError::invalid(
+                            "studyId",
+                            "That study belongs to another organization.",
+                        ));
                     }
                     vec![organization::authorize(conn, &user, study_org, Role::Viewer)?.org_id()]
                 }
@@ -165,11 +170,19 @@ async fn list(
                 study_id,
                 ..ListFilter::default()
             };
-            let (rows, count) = repo::list(conn, &filter, Sort::FamilyName, (page - 1) * size, size)?;
+            let (rows, count) =
+                repo::list(conn, &filter, Sort::FamilyName, (page - 1) * size, size)?;
+            let shown = rows.len();
+            Ok((count, to_json(conn, &user, rows)?, shown))
+        })
+        .await?;
+    // Reads ran outside the write lock; only the audit row takes it.
+    state
+        .db
+        .tx(move |conn| {
             Audit::by(&user, "patient.list")
-                .detail(serde_json::json!({"organizationId": org_id, "studyId": study_id, "count": rows.len()}))
-                .record(conn)?;
-            Ok((count, to_json(conn, &user, rows)?))
+                .detail(serde_json::json!({"organizationId": org_id, "studyId": study_id, "count": shown}))
+                .record(conn)
         })
         .await?;
     Ok(HttpResponse::Ok().json(envelope(

@@ -258,6 +258,50 @@ pub fn update(
         .record(conn)
 }
 
+/// Changes the e-mail, the patient's sign-in: its own action, confirmed by the practitioner.
+pub fn change_email(
+    conn: &mut DbConnection,
+    user: &CurrentUser,
+    scope: &OrgScope,
+    id: i64,
+    new_email: &str,
+    confirmed: bool,
+) -> Result<(), AppError> {
+    organization::require(scope, Role::Member)?;
+    let current = read(conn, user, scope, id)?;
+    let email = crate::util::normalize_email(new_email);
+    if !crate::util::looks_like_email(&email) {
+        return Err(AppError::invalid(
+            "telecomEmail",
+            "Enter an e-mail address such as name@example.org.",
+        ));
+    }
+    if email == current.telecom_email {
+        return Err(AppError::invalid(
+            "telecomEmail",
+            "That is already the patient's e-mail.",
+        ));
+    }
+    if !confirmed {
+        return Err(AppError::invalid(
+            "confirm",
+            "Confirm that the patient gave you this address: they sign in with it from now on.",
+        ));
+    }
+    if crate::practitioner::repo::find_by_email(conn, &email)?.is_some() {
+        return Err(AppError::invalid(
+            "telecomEmail",
+            format!("{email} is already used by another account."),
+        ));
+    }
+    repo::set_email(conn, id, &email)?;
+    Audit::by(user, "patient.email.change")
+        .object("patient", id)
+        .org(scope.org_id())
+        .detail(serde_json::json!({"from": current.telecom_email, "to": email}))
+        .record(conn)
+}
+
 pub fn set_archived(
     conn: &mut DbConnection,
     user: &CurrentUser,

@@ -23,6 +23,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/patients", web::post().to(create))
         .route("/patients/{id}", web::get().to(show))
         .route("/patients/{id}/update", web::post().to(update))
+        .route("/patients/{id}/email", web::post().to(change_email))
         .route("/patients/{id}/archive", web::post().to(archive))
         .route("/patients/{id}/restore", web::post().to(restore))
         .route("/patients/{id}/remove", web::post().to(remove))
@@ -145,9 +146,11 @@ async fn list_page(
     let (q2, off, lim) = (q.clone(), paging.offset(), paging.page_size);
     let lookup_email =
         (add.open && !add.searched && !q.email.trim().is_empty()).then(|| q.email.clone());
+    let u = user.clone();
     let (org, options, rows, total, found) = state
         .db
-        .tx(move |conn| {
+        .run(move |conn| {
+            let user = u;
             let (org, options) = selected_organization(conn, &user, requested)?;
             let Some((org, role)) = org else {
                 return Ok((None, options, Vec::new(), 0, None));
@@ -179,10 +182,6 @@ async fn list_page(
                     p,
                 })
                 .collect();
-            Audit::by(&user, "patient.list")
-                .org(org.id)
-                .detail(serde_json::json!({"q": q2.q, "page": off / lim + 1}))
-                .record(conn)?;
             let found = match lookup_email {
                 Some(email) => Some(find_for_add(conn, &user, &org, role, &email)?),
                 None => None,
@@ -190,6 +189,19 @@ async fn list_page(
             Ok((Some((org, role)), options, rows, total, found))
         })
         .await?;
+    // Reads ran outside the write lock; only the audit row takes it.
+    if let Some((o, _)) = &org {
+        let (org_id, q_text, page) = (o.id, q.q.clone(), paging.page);
+        state
+            .db
+            .tx(move |conn| {
+                Audit::by(&user, "patient.list")
+                    .org(org_id)
+                    .detail(serde_json::json!({"q": q_text, "page": page}))
+                    .record(conn)
+            })
+            .await?;
+    }
     paging.total = total;
     if let Some(found) = found {
         add = found;
@@ -457,7 +469,10 @@ async fn show_page(
         .await?;
     let archived = organizations.iter().any(|(o, a)| o.id == org.id && *a);
     let can_edit = scope.can(Role::Member);
-    let form = form.unwrap_or_else(|| PatientForm::from_patient(&p, &identifiers));
+    let form = form.unwrap_or_else(|| match modal.as_str() {
+        "email" => PatientForm::default(),
+        _ => PatientForm::from_patient(&p, &identifiers),
+    });
     Ok(ShowPage {
         shell: c.shell(format!("{} {}", p.name_given, p.name_family), "patients"),
         back_url: format!("/patients?organization_id={}", org.id),
@@ -634,4 +649,59 @@ async fn add_to_organization(
         "Added the patient to this organization.",
         &format!("/patients/{id}?organization_id={org_id}"),
     ))
+}
+
+#[derive(Deserialize)]
+struct EmailForm {
+    #[serde(default)]
+    organization_id: String,
+    #[serde(default)]
+    email: String,
+    confirm: Option<String>,
+}
+
+async fn change_email(
+    c: Console,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    CsrfForm(f): CsrfForm<EmailForm>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let org_id = org_param(&f.organization_id)?;
+    let (user, email, confirmed) = (c.user.clone(), f.email.clone(), f.confirm.is_some());
+    let result = state
+        .db
+        .tx(move |conn| {
+            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+            super::change_email(conn, &user, &scope, id, &email, confirmed)
+        })
+        .await;
+    match result {
+        Ok(()) => Ok(c.done(
+            format!(
+                "Changed the e-mail to {}. The patient signs in with it from now on.",
+                crate::util::normalize_email(&f.email)
+            ),
+            &format!("/patients/{id}?organization_id={org_id}"),
+        )),
+        Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_))) => Err(e),
+        Err(e) => {
+            let errors = FormErrors::from_error(e)?;
+            let form = PatientForm {
+                email: f.email.clone(),
+                ..PatientForm::default()
+            };
+            let page = show_page(
+                &c,
+                &state,
+                id,
+                Some(org_id),
+                "email".into(),
+                Some(form),
+                errors,
+            )
+            .await?;
+            Ok(render_status(StatusCode::BAD_REQUEST, page))
+        }
+    }
 }

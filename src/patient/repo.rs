@@ -254,10 +254,32 @@ fn list_in_org(
         }
         q
     };
-    let plain = matched.is_none()
-        && f.patient_id.is_none()
-        && f.identifier_value.is_none()
-        && f.study_id.is_none();
+    if matched.is_some() {
+        // A search matched a small set: sort it here. Asking SQL for the first rows in sort
+        // order would walk the whole organization's index looking for them.
+        let mut keyed: Vec<(i64, String, Option<chrono::NaiveDate>, NaiveDateTime)> = links()
+            .select((
+                po::patient_id,
+                po::sort_name,
+                po::birth_date,
+                po::created_at,
+            ))
+            .load(conn)?;
+        match sort {
+            Sort::FamilyName => keyed.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0))),
+            Sort::BirthDate => keyed.sort_by_key(|k| (k.2, k.0)),
+            Sort::Added => keyed.sort_by_key(|k| std::cmp::Reverse((k.3, k.0))),
+        }
+        let total = keyed.len() as i64;
+        let ids: Vec<i64> = keyed
+            .into_iter()
+            .skip(offset.max(0) as usize)
+            .take(limit.max(0) as usize)
+            .map(|k| k.0)
+            .collect();
+        return Ok((load_in_order(conn, &ids)?, total));
+    }
+    let plain = f.patient_id.is_none() && f.identifier_value.is_none() && f.study_id.is_none();
     let total = if plain {
         count(conn, f)?
     } else {
@@ -270,12 +292,16 @@ fn list_in_org(
         Sort::Added => page.order((po::created_at.desc(), po::patient_id.desc())),
     };
     let ids: Vec<i64> = page.offset(offset).limit(limit).load(conn)?;
+    Ok((load_in_order(conn, &ids)?, total))
+}
+
+fn load_in_order(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Patient>> {
     let mut rows: Vec<Patient> = patients::table
-        .filter(patients::id.eq_any(ids.clone()))
+        .filter(patients::id.eq_any(ids.to_vec()))
         .select(Patient::as_select())
         .load(conn)?;
     rows.sort_by_key(|p| ids.iter().position(|i| *i == p.id));
-    Ok((rows, total))
+    Ok(rows)
 }
 
 /// How a patient sorts in lists: the name, folded for case and accents.
@@ -454,6 +480,34 @@ pub fn update(
         }
     }
     write_terms(conn, id, p)
+}
+
+/// Changes the e-mail on the patient and on its sign-in user, and its search words.
+pub fn set_email(conn: &mut DbConnection, id: i64, email: &str) -> AppResult<()> {
+    let user_id: i64 = patients::table
+        .find(id)
+        .select(patients::user_id)
+        .first(conn)?;
+    diesel::update(users::table.find(user_id))
+        .set(users::email.eq(email))
+        .execute(conn)?;
+    diesel::update(patients::table.find(id))
+        .set((
+            patients::telecom_email.eq(email),
+            patients::updated_at.eq(now()),
+        ))
+        .execute(conn)?;
+    let p = find(conn, id)?.ok_or(diesel::result::Error::NotFound)?;
+    let ids = identifiers(conn, &[id])?;
+    let valid = ValidPatient {
+        email: p.telecom_email,
+        name_family: p.name_family,
+        name_given: p.name_given,
+        birth_date: p.birth_date,
+        phone: p.telecom_phone,
+        identifiers: ids.into_iter().map(|i| (i.system, i.value)).collect(),
+    };
+    write_terms(conn, id, &valid)
 }
 
 fn write_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
