@@ -15,5 +15,6 @@ pub mod patient;
 pub mod practitioner;
 pub mod profile;
 pub mod startup;
+pub mod tag;
 pub mod telemetry;
 pub mod util;

@@ -2,8 +2,10 @@
 //! adding, changing, archiving and removing them. Console and API both call these.
 
 pub mod api;
+pub mod bulk;
 pub mod model;
 pub mod pages;
+pub mod record;
 pub mod repo;
 pub mod search;
 
@@ -322,6 +324,28 @@ pub fn set_archived(
         .object("patient", id)
         .org(scope.org_id())
         .record(conn)
+}
+
+/// Archives or restores many patients of the scope's organization; returns how many changed.
+pub fn set_archived_many(
+    conn: &mut DbConnection,
+    user: &CurrentUser,
+    scope: &OrgScope,
+    ids: &[i64],
+    archived: bool,
+) -> Result<usize, AppError> {
+    organization::require(scope, Role::Member)?;
+    let changed = repo::set_archived_many(conn, ids, scope.org_id(), archived)?;
+    let action = if archived {
+        "patient.archive"
+    } else {
+        "patient.restore"
+    };
+    Audit::by(user, action)
+        .org(scope.org_id())
+        .detail(serde_json::json!({"patients": changed, "bulk": true}))
+        .record(conn)?;
+    Ok(changed)
 }
 
 /// What removal would take: (enrolments, consents, whether the record itself goes).

@@ -17,20 +17,13 @@ use crate::console::{query_string, Console, FormErrors, Paging, Shell};
 use crate::error::AppError;
 use crate::organization::{self, Organization, Role};
 use crate::startup::AppState;
+use crate::tag::{self, Tag};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/patients", web::get().to(list))
-        .route("/patients", web::post().to(create))
-        .route("/patients/{id}", web::get().to(show))
-        .route("/patients/{id}/update", web::post().to(update))
-        .route("/patients/{id}/email", web::post().to(change_email))
-        .route("/patients/{id}/archive", web::post().to(archive))
-        .route("/patients/{id}/restore", web::post().to(restore))
-        .route("/patients/{id}/remove", web::post().to(remove))
-        .route(
-            "/patients/{id}/add-to-organization",
-            web::post().to(add_to_organization),
-        );
+        .route("/patients", web::post().to(create));
+    super::record::routes(cfg);
+    super::bulk::routes(cfg);
 }
 
 pub const PAGE_SIZES: [i64; 4] = [20, 100, 500, 1000];
@@ -51,15 +44,20 @@ pub struct ListQuery {
     pub modal: String,
     #[serde(default)]
     pub email: String,
+    /// Only patients with this tag (its id).
+    pub tag: Option<String>,
 }
 
 impl ListQuery {
-    fn archived(&self) -> Archived {
+    pub(super) fn archived(&self) -> Archived {
         match self.archived.as_str() {
             "archived" => Archived::Archived,
             "all" => Archived::All,
             _ => Archived::Active,
         }
+    }
+    pub(super) fn tag_id(&self) -> Option<i64> {
+        Self::num(&self.tag)
     }
     fn sort(&self) -> Sort {
         match self.sort.as_str() {
@@ -68,7 +66,7 @@ impl ListQuery {
             _ => Sort::FamilyName,
         }
     }
-    fn num(v: &Option<String>) -> Option<i64> {
+    pub(super) fn num(v: &Option<String>) -> Option<i64> {
         v.as_deref().and_then(|s| s.trim().parse().ok())
     }
     /// This list's URL with some parameters changed.
@@ -80,6 +78,7 @@ impl ListQuery {
             ("sort", self.sort.clone()),
             ("page_size", self.page_size.clone().unwrap_or_default()),
             ("page", self.page.clone().unwrap_or_default()),
+            ("tag", self.tag.clone().unwrap_or_default()),
         ];
         for (k, v) in changes {
             match pairs.iter_mut().find(|(pk, _)| pk == k) {
@@ -95,6 +94,7 @@ pub struct Row {
     pub p: Patient,
     pub identifiers: Vec<Identifier>,
     pub archived: bool,
+    pub tags: Vec<Tag>,
 }
 
 /// The add-patient modal's state: the e-mail step, then a match or the create form.
@@ -128,6 +128,9 @@ pub struct ListPage {
     next_url: String,
     close_url: String,
     add: AddState,
+    /// The organization's tags, for the filter and the bulk actions.
+    tags: Vec<Tag>,
+    max_bulk: i64,
 }
 
 async fn list_page(
@@ -147,23 +150,26 @@ async fn list_page(
     let lookup_email =
         (add.open && !add.searched && !q.email.trim().is_empty()).then(|| q.email.clone());
     let u = user.clone();
-    let (org, options, rows, total, found) = state
+    let (org, options, rows, total, found, tags) = state
         .db
         .run(move |conn| {
             let user = u;
             let (org, options) = selected_organization(conn, &user, requested)?;
             let Some((org, role)) = org else {
-                return Ok((None, options, Vec::new(), 0, None));
+                return Ok((None, options, Vec::new(), 0, None, Vec::new()));
             };
+            let scope = organization::authorize(conn, &user, org.id, Role::Viewer)?;
             let filter = ListFilter {
                 org_ids: vec![org.id],
                 terms: super::search::query_terms(&q2.q),
                 archived: q2.archived(),
+                tag_id: q2.tag_id(),
                 ..ListFilter::default()
             };
             let (patients, total) = repo::list(conn, &filter, q2.sort(), off, lim)?;
             let ids: Vec<i64> = patients.iter().map(|p| p.id).collect();
             let mut idents = repo::identifiers(conn, &ids)?;
+            let mut tagged = tag::repo::of_patients(conn, &scope, &ids)?;
             let archived: Vec<i64> = repo::organizations_of(conn, &ids)?
                 .into_iter()
                 .filter(|(_, o, at)| o.id == org.id && at.is_some())
@@ -179,6 +185,12 @@ async fn list_page(
                         mine
                     },
                     archived: archived.contains(&p.id),
+                    tags: {
+                        let (mine, rest): (Vec<_>, Vec<_>) =
+                            tagged.drain(..).partition(|(pid, _)| *pid == p.id);
+                        tagged = rest;
+                        mine.into_iter().map(|(_, t)| t).collect()
+                    },
                     p,
                 })
                 .collect();
@@ -186,7 +198,8 @@ async fn list_page(
                 Some(email) => Some(find_for_add(conn, &user, &org, role, &email)?),
                 None => None,
             };
-            Ok((Some((org, role)), options, rows, total, found))
+            let tags = tag::repo::list(conn, &scope)?;
+            Ok((Some((org, role)), options, rows, total, found, tags))
         })
         .await?;
     // Reads ran outside the write lock; only the audit row takes it.
@@ -225,6 +238,8 @@ async fn list_page(
         page_sizes: PAGE_SIZES,
         q,
         add,
+        tags,
+        max_bulk: super::bulk::MAX_BULK,
     })
 }
 
@@ -313,7 +328,7 @@ pub struct PatientForm {
 }
 
 impl PatientForm {
-    fn input(&self) -> PatientInput {
+    pub(super) fn input(&self) -> PatientInput {
         PatientInput {
             email: self.email.clone(),
             name_family: self.name_family.clone(),
@@ -328,7 +343,7 @@ impl PatientForm {
         }
     }
 
-    fn from_patient(p: &Patient, ids: &[Identifier]) -> PatientForm {
+    pub(super) fn from_patient(p: &Patient, ids: &[Identifier]) -> PatientForm {
         let id = |n: usize| {
             ids.get(n)
                 .map(|i| (i.system.clone(), i.value.clone()))
@@ -355,7 +370,7 @@ impl PatientForm {
     }
 }
 
-fn org_param(s: &str) -> Result<i64, AppError> {
+pub(super) fn org_param(s: &str) -> Result<i64, AppError> {
     s.trim().parse().map_err(|_| {
         AppError::BadRequest("The form did not say which organization; reload the page.".into())
     })
@@ -403,305 +418,6 @@ async fn create(
                 StatusCode::BAD_REQUEST,
                 list_page(&c, &state, q, add).await?,
             ))
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct OrgQuery {
-    organization_id: Option<String>,
-    #[serde(default)]
-    modal: String,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "patient/show.html")]
-pub struct ShowPage {
-    shell: Shell,
-    p: Patient,
-    org: Organization,
-    identifiers: Vec<Identifier>,
-    organizations: Vec<(Organization, bool)>,
-    archived: bool,
-    can_edit: bool,
-    modal: String,
-    form: PatientForm,
-    errors: FormErrors,
-    removal: (i64, i64, bool),
-    back_url: String,
-}
-
-async fn show_page(
-    c: &Console,
-    state: &web::Data<AppState>,
-    id: i64,
-    org_id: Option<i64>,
-    modal: String,
-    form: Option<PatientForm>,
-    errors: FormErrors,
-) -> Result<ShowPage, AppError> {
-    let user = c.user.clone();
-    let (scope, org, p, identifiers, organizations, removal) = state
-        .db
-        .tx(move |conn| {
-            let scope = match org_id {
-                Some(o) => {
-                    let s = organization::authorize(conn, &user, o, Role::Viewer)?;
-                    if !repo::is_linked(conn, id, o)? {
-                        return Err(AppError::not_found("Patient"));
-                    }
-                    s
-                }
-                None => super::authorize(conn, &user, id, Role::Viewer)?,
-            };
-            let p = super::read(conn, &user, &scope, id)?;
-            let org = organization::repo::get(conn, &scope)?;
-            let identifiers = repo::identifiers(conn, &[id])?;
-            let (_, visible) = organization::visible(conn, &user)?;
-            let organizations: Vec<(Organization, bool)> = repo::organizations_of(conn, &[id])?
-                .into_iter()
-                .filter(|(_, o, _)| visible.contains_key(&o.id))
-                .map(|(_, o, at)| (o, at.is_some()))
-                .collect();
-            let removal = super::removal_preview(conn, &scope, id)?;
-            Ok((scope, org, p, identifiers, organizations, removal))
-        })
-        .await?;
-    let archived = organizations.iter().any(|(o, a)| o.id == org.id && *a);
-    let can_edit = scope.can(Role::Member);
-    let form = form.unwrap_or_else(|| match modal.as_str() {
-        "email" => PatientForm::default(),
-        _ => PatientForm::from_patient(&p, &identifiers),
-    });
-    Ok(ShowPage {
-        shell: c.shell(format!("{} {}", p.name_given, p.name_family), "patients"),
-        back_url: format!("/patients?organization_id={}", org.id),
-        modal: if can_edit { modal } else { String::new() },
-        p,
-        org,
-        identifiers,
-        organizations,
-        archived,
-        can_edit,
-        form,
-        errors,
-        removal,
-    })
-}
-
-async fn show(
-    c: Console,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    q: web::Query<OrgQuery>,
-) -> Result<ShowPage, AppError> {
-    let org = ListQuery::num(&q.organization_id);
-    show_page(
-        &c,
-        &state,
-        id.into_inner(),
-        org,
-        q.modal.clone(),
-        None,
-        FormErrors::default(),
-    )
-    .await
-}
-
-async fn update(
-    c: Console,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    CsrfForm(form): CsrfForm<PatientForm>,
-) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
-    let org_id = org_param(&form.organization_id)?;
-    let (user, input) = (c.user.clone(), form.input());
-    let result = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::update(conn, &user, &scope, id, &input, true)
-        })
-        .await;
-    match result {
-        Ok(()) => Ok(c.done(
-            "Saved the patient.",
-            &format!("/patients/{id}?organization_id={org_id}"),
-        )),
-        Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_))) => Err(e),
-        Err(e) => {
-            let errors = FormErrors::from_error(e)?;
-            let page = show_page(
-                &c,
-                &state,
-                id,
-                Some(org_id),
-                "edit".into(),
-                Some(form),
-                errors,
-            )
-            .await?;
-            Ok(render_status(StatusCode::BAD_REQUEST, page))
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct OrgForm {
-    #[serde(default)]
-    organization_id: String,
-    /// For adding a patient of another organization: the e-mail that was looked up.
-    #[serde(default)]
-    email: String,
-}
-
-async fn set_archived(
-    c: Console,
-    state: web::Data<AppState>,
-    id: i64,
-    org: &str,
-    archived: bool,
-) -> Result<HttpResponse, AppError> {
-    let org_id = org_param(org)?;
-    let user = c.user.clone();
-    state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::set_archived(conn, &user, &scope, id, archived)
-        })
-        .await?;
-    let msg = if archived {
-        "Archived the patient. They are hidden from the list until restored."
-    } else {
-        "Restored the patient."
-    };
-    Ok(c.done(msg, &format!("/patients/{id}?organization_id={org_id}")))
-}
-
-async fn archive(
-    c: Console,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    CsrfForm(f): CsrfForm<OrgForm>,
-) -> Result<HttpResponse, AppError> {
-    set_archived(c, state, id.into_inner(), &f.organization_id, true).await
-}
-
-async fn restore(
-    c: Console,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    CsrfForm(f): CsrfForm<OrgForm>,
-) -> Result<HttpResponse, AppError> {
-    set_archived(c, state, id.into_inner(), &f.organization_id, false).await
-}
-
-async fn remove(
-    c: Console,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    CsrfForm(f): CsrfForm<OrgForm>,
-) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
-    let org_id = org_param(&f.organization_id)?;
-    let user = c.user.clone();
-    let gone = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::remove(conn, &user, &scope, id)
-        })
-        .await?;
-    let msg = if gone {
-        "Removed the patient. It was their last organization, so their record was deleted."
-    } else {
-        "Removed the patient from this organization."
-    };
-    Ok(c.done(msg, &format!("/patients?organization_id={org_id}")))
-}
-
-async fn add_to_organization(
-    c: Console,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    CsrfForm(f): CsrfForm<OrgForm>,
-) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
-    let org_id = org_param(&f.organization_id)?;
-    let user = c.user.clone();
-    let email = crate::util::normalize_email(&f.email);
-    state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            // Knowing the patient's e-mail (their identity here) is what lets a practitioner
-            // add a patient they cannot otherwise see; a bare id is not enough.
-            let p = repo::find(conn, id)?.filter(|p| p.telecom_email == email);
-            if p.is_none() {
-                return Err(AppError::not_found("Patient"));
-            }
-            super::add_to_organization(conn, &user, &scope, id)
-        })
-        .await?;
-    Ok(c.done(
-        "Added the patient to this organization.",
-        &format!("/patients/{id}?organization_id={org_id}"),
-    ))
-}
-
-#[derive(Deserialize)]
-struct EmailForm {
-    #[serde(default)]
-    organization_id: String,
-    #[serde(default)]
-    email: String,
-    confirm: Option<String>,
-}
-
-async fn change_email(
-    c: Console,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-    CsrfForm(f): CsrfForm<EmailForm>,
-) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
-    let org_id = org_param(&f.organization_id)?;
-    let (user, email, confirmed) = (c.user.clone(), f.email.clone(), f.confirm.is_some());
-    let result = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::change_email(conn, &user, &scope, id, &email, confirmed)
-        })
-        .await;
-    match result {
-        Ok(()) => Ok(c.done(
-            format!(
-                "Changed the e-mail to {}. The patient signs in with it from now on.",
-                crate::util::normalize_email(&f.email)
-            ),
-            &format!("/patients/{id}?organization_id={org_id}"),
-        )),
-        Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_))) => Err(e),
-        Err(e) => {
-            let errors = FormErrors::from_error(e)?;
-            let form = PatientForm {
-                email: f.email.clone(),
-                ..PatientForm::default()
-            };
-            let page = show_page(
-                &c,
-                &state,
-                id,
-                Some(org_id),
-                "email".into(),
-                Some(form),
-                errors,
-            )
-            .await?;
-            Ok(render_status(StatusCode::BAD_REQUEST, page))
         }
     }
 }

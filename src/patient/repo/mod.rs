@@ -1,5 +1,4 @@
-//! SQL for patients: the only place it lives. Lists are paged and counted in SQL; keyword
-//! search walks the term index from its most selective term.
+//! SQL for patients: the only place it lives. Lists and search are in `list`.
 
 use chrono::NaiveDateTime;
 use diesel::dsl::exists;
@@ -11,327 +10,14 @@ use crate::db::schema::{
     consents, patient_identifiers, patient_organizations, patient_search_terms, patients, studies,
     study_patients, users,
 };
-use crate::db::{DbConnection, MultiBackend};
+use crate::db::DbConnection;
 use crate::error::AppResult;
 use crate::organization::Organization;
 use crate::util::now;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Archived {
-    #[default]
-    Active,
-    Archived,
-    All,
-}
+mod list;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Sort {
-    #[default]
-    FamilyName,
-    BirthDate,
-    Added,
-}
-
-/// Which patients a list shows. `org_ids` is always set: the caller's scope.
-#[derive(Clone, Debug, Default)]
-pub struct ListFilter {
-    pub org_ids: Vec<i64>,
-    pub terms: Vec<String>,
-    pub archived: Archived,
-    pub patient_id: Option<i64>,
-    pub identifier_value: Option<String>,
-    pub study_id: Option<i64>,
-}
-
-type Boxed = patients::BoxedQuery<'static, MultiBackend>;
-
-fn filtered(f: &ListFilter) -> Boxed {
-    let orgs = f.org_ids.clone();
-    let mut q = patients::table.into_boxed();
-    q = match f.archived {
-        Archived::Active => q.filter(exists(
-            patient_organizations::table
-                .filter(patient_organizations::patient_id.eq(patients::id))
-                .filter(patient_organizations::organization_id.eq_any(orgs))
-                .filter(patient_organizations::archived_at.is_null()),
-        )),
-        Archived::Archived => q.filter(exists(
-            patient_organizations::table
-                .filter(patient_organizations::patient_id.eq(patients::id))
-                .filter(patient_organizations::organization_id.eq_any(orgs))
-                .filter(patient_organizations::archived_at.is_not_null()),
-        )),
-        Archived::All => q.filter(exists(
-            patient_organizations::table
-                .filter(patient_organizations::patient_id.eq(patients::id))
-                .filter(patient_organizations::organization_id.eq_any(orgs)),
-        )),
-    };
-    for (i, t) in f.terms.iter().enumerate() {
-        let (lo, hi) = (t.clone(), search::prefix_end(t));
-        q = if i == 0 {
-            // The most selective term drives the query from the term index.
-            q.filter(
-                patients::id.eq_any(
-                    patient_search_terms::table
-                        .select(patient_search_terms::patient_id)
-                        .filter(patient_search_terms::term.ge(lo))
-                        .filter(patient_search_terms::term.lt(hi)),
-                ),
-            )
-        } else {
-            q.filter(exists(
-                patient_search_terms::table
-                    .filter(patient_search_terms::patient_id.eq(patients::id))
-                    .filter(patient_search_terms::term.ge(lo))
-                    .filter(patient_search_terms::term.lt(hi)),
-            ))
-        };
-    }
-    if let Some(id) = f.patient_id {
-        q = q.filter(patients::id.eq(id));
-    }
-    if let Some(v) = &f.identifier_value {
-        q = q.filter(exists(
-            patient_identifiers::table
-                .filter(patient_identifiers::patient_id.eq(patients::id))
-                .filter(patient_identifiers::value.eq(v.clone())),
-        ));
-    }
-    if let Some(s) = f.study_id {
-        q = q.filter(exists(
-            study_patients::table
-                .filter(study_patients::patient_id.eq(patients::id))
-                .filter(study_patients::study_id.eq(s)),
-        ));
-    }
-    q
-}
-
-/// A page of patients and the number that match.
-///
-/// Searches first find the matching patients through the term index (an intersection of
-/// one range per term), so the rest of the work is on a handful of rows. Lists of one
-/// organization then page along the link rows' covering indexes, which carry the sort keys,
-/// and load only the patients of the page.
-pub fn list(
-    conn: &mut DbConnection,
-    f: &ListFilter,
-    sort: Sort,
-    offset: i64,
-    limit: i64,
-) -> AppResult<(Vec<Patient>, i64)> {
-    let mut f = f.clone();
-    let mut matched: Option<Vec<i64>> = None;
-    if !f.terms.is_empty() {
-        if let Some(ids) = term_matches(conn, &f.terms)? {
-            if ids.is_empty() {
-                return Ok((Vec::new(), 0));
-            }
-            matched = Some(ids);
-            f.terms.clear();
-        }
-    }
-    if f.org_ids.len() == 1 && f.terms.is_empty() {
-        return list_in_org(conn, &f, matched, sort, offset, limit);
-    }
-    let mut q = filtered(&f);
-    if let Some(ids) = &matched {
-        q = q.filter(patients::id.eq_any(ids.clone()));
-    }
-    let total = if matched.is_some() {
-        let mut c = filtered(&f);
-        if let Some(ids) = &matched {
-            c = c.filter(patients::id.eq_any(ids.clone()));
-        }
-        c.count().get_result(conn)?
-    } else {
-        count(conn, &f)?
-    };
-    let q = q.select(Patient::as_select());
-    let q = match sort {
-        Sort::FamilyName => q.order((
-            patients::name_family.asc(),
-            patients::name_given.asc(),
-            patients::id.asc(),
-        )),
-        Sort::BirthDate => q.order((patients::birth_date.asc(), patients::id.asc())),
-        Sort::Added => q.order((patients::created_at.desc(), patients::id.desc())),
-    };
-    let rows = q.offset(offset).limit(limit).load(conn)?;
-    Ok((rows, total))
-}
-
-/// Above this many matches a search is broad enough that walking the list is cheaper.
-const MAX_TERM_MATCHES: usize = 20_000;
-
-/// The patients whose words start with every term, found by intersecting one index range
-/// per term; None when the search is too broad to be worth it.
-fn term_matches(conn: &mut DbConnection, terms: &[String]) -> AppResult<Option<Vec<i64>>> {
-    use diesel::sql_types::{BigInt, Text};
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = BigInt)]
-        patient_id: i64,
-    }
-    let pg = matches!(conn, DbConnection::Postgres(_));
-    let mut n = 0;
-    let mut param = || {
-        n += 1;
-        if pg {
-            format!("${n}")
-        } else {
-            "?".to_string()
-        }
-    };
-    let parts: Vec<String> = terms
-        .iter()
-        .map(|_| {
-            format!(
-                "SELECT patient_id FROM patient_search_terms WHERE term >= {} AND term < {}",
-                param(),
-                param()
-            )
-        })
-        .collect();
-    let sql = format!(
-        "{} LIMIT {}",
-        parts.join(" INTERSECT "),
-        MAX_TERM_MATCHES + 1
-    );
-    let mut q = diesel::sql_query(sql).into_boxed::<crate::db::MultiBackend>();
-    for t in terms {
-        q = q
-            .bind::<Text, _>(t.clone())
-            .bind::<Text, _>(search::prefix_end(t));
-    }
-    let ids: Vec<i64> = q
-        .load::<Id>(conn)?
-        .into_iter()
-        .map(|r| r.patient_id)
-        .collect();
-    Ok((ids.len() <= MAX_TERM_MATCHES).then_some(ids))
-}
-
-/// One organization's page, walked along the link rows in sort order.
-fn list_in_org(
-    conn: &mut DbConnection,
-    f: &ListFilter,
-    matched: Option<Vec<i64>>,
-    sort: Sort,
-    offset: i64,
-    limit: i64,
-) -> AppResult<(Vec<Patient>, i64)> {
-    use patient_organizations as po;
-    let links = || {
-        let mut q = po::table
-            .filter(po::organization_id.eq(f.org_ids[0]))
-            .into_boxed::<MultiBackend>();
-        q = match f.archived {
-            Archived::Active => q.filter(po::archived_at.is_null()),
-            Archived::Archived => q.filter(po::archived_at.is_not_null()),
-            Archived::All => q,
-        };
-        if let Some(ids) = &matched {
-            q = q.filter(po::patient_id.eq_any(ids.clone()));
-        }
-        if let Some(id) = f.patient_id {
-            q = q.filter(po::patient_id.eq(id));
-        }
-        if let Some(v) = &f.identifier_value {
-            q = q.filter(exists(
-                patient_identifiers::table
-                    .filter(patient_identifiers::patient_id.eq(po::patient_id))
-                    .filter(patient_identifiers::value.eq(v.clone())),
-            ));
-        }
-        if let Some(s) = f.study_id {
-            q = q.filter(exists(
-                study_patients::table
-                    .filter(study_patients::patient_id.eq(po::patient_id))
-                    .filter(study_patients::study_id.eq(s)),
-            ));
-        }
-        q
-    };
-    if matched.is_some() {
-        // A search matched a small set: sort it here. Asking SQL for the first rows in sort
-        // order would walk the whole organization's index looking for them.
-        let mut keyed: Vec<(i64, String, Option<chrono::NaiveDate>, NaiveDateTime)> = links()
-            .select((
-                po::patient_id,
-                po::sort_name,
-                po::birth_date,
-                po::created_at,
-            ))
-            .load(conn)?;
-        match sort {
-            Sort::FamilyName => keyed.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0))),
-            Sort::BirthDate => keyed.sort_by_key(|k| (k.2, k.0)),
-            Sort::Added => keyed.sort_by_key(|k| std::cmp::Reverse((k.3, k.0))),
-        }
-        let total = keyed.len() as i64;
-        let ids: Vec<i64> = keyed
-            .into_iter()
-            .skip(offset.max(0) as usize)
-            .take(limit.max(0) as usize)
-            .map(|k| k.0)
-            .collect();
-        return Ok((load_in_order(conn, &ids)?, total));
-    }
-    let plain = f.patient_id.is_none() && f.identifier_value.is_none() && f.study_id.is_none();
-    let total = if plain {
-        count(conn, f)?
-    } else {
-        links().count().get_result(conn)?
-    };
-    let page = links().select(po::patient_id);
-    let page = match sort {
-        Sort::FamilyName => page.order((po::sort_name.asc(), po::patient_id.asc())),
-        Sort::BirthDate => page.order((po::birth_date.asc(), po::patient_id.asc())),
-        Sort::Added => page.order((po::created_at.desc(), po::patient_id.desc())),
-    };
-    let ids: Vec<i64> = page.offset(offset).limit(limit).load(conn)?;
-    Ok((load_in_order(conn, &ids)?, total))
-}
-
-fn load_in_order(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Patient>> {
-    let mut rows: Vec<Patient> = patients::table
-        .filter(patients::id.eq_any(ids.to_vec()))
-        .select(Patient::as_select())
-        .load(conn)?;
-    rows.sort_by_key(|p| ids.iter().position(|i| *i == p.id));
-    Ok(rows)
-}
-
-/// How a patient sorts in lists: the name, folded for case and accents.
-pub fn sort_name(family: &str, given: &str) -> String {
-    search::fold(&format!("{} {}", family.trim(), given.trim()))
-}
-
-fn count(conn: &mut DbConnection, f: &ListFilter) -> AppResult<i64> {
-    let plain = f.terms.is_empty()
-        && f.patient_id.is_none()
-        && f.identifier_value.is_none()
-        && f.study_id.is_none()
-        && f.org_ids.len() == 1;
-    if !plain {
-        return Ok(filtered(f).count().get_result(conn)?);
-    }
-    // One organization, no search: the totals the database keeps by trigger.
-    use crate::db::schema::organization_patient_counts as counts;
-    let (active, archived): (i64, i64) = counts::table
-        .find(f.org_ids[0])
-        .select((counts::active, counts::archived))
-        .first(conn)
-        .optional()?
-        .unwrap_or((0, 0));
-    Ok(match f.archived {
-        Archived::Active => active,
-        Archived::Archived => archived,
-        Archived::All => active + archived,
-    })
-}
+pub use list::{list, sort_name, Archived, ListFilter, Sort};
 
 pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Patient>> {
     Ok(patients::table
@@ -574,6 +260,31 @@ pub fn set_archived(
     .set(patient_organizations::archived_at.eq(archived.then(now)))
     .execute(conn)?;
     Ok(n > 0)
+}
+
+/// Archives (or restores) those of `ids` linked to the organization that are not so yet.
+pub fn set_archived_many(
+    conn: &mut DbConnection,
+    ids: &[i64],
+    org_id: i64,
+    archived: bool,
+) -> AppResult<usize> {
+    let mut n = 0;
+    for chunk in ids.chunks(5000) {
+        let target = patient_organizations::table
+            .filter(patient_organizations::organization_id.eq(org_id))
+            .filter(patient_organizations::patient_id.eq_any(chunk.to_vec()));
+        n += if archived {
+            diesel::update(target.filter(patient_organizations::archived_at.is_null()))
+                .set(patient_organizations::archived_at.eq(Some(now())))
+                .execute(conn)?
+        } else {
+            diesel::update(target.filter(patient_organizations::archived_at.is_not_null()))
+                .set(patient_organizations::archived_at.eq(None::<NaiveDateTime>))
+                .execute(conn)?
+        };
+    }
+    Ok(n)
 }
 
 /// What removing a patient from an organization takes with it: (enrolments, consents).

@@ -1,0 +1,132 @@
+//! Bulk actions on the Patients tab: the checked rows, or every patient matching the list.
+
+use actix_web::{web, HttpResponse};
+
+use super::pages::ListQuery;
+use super::repo::{self, ListFilter, Sort};
+use crate::auth::CsrfForm;
+use crate::console::Console;
+use crate::error::AppError;
+use crate::organization::{self, Role};
+use crate::startup::AppState;
+use crate::tag;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/patients/bulk", web::post().to(bulk));
+}
+
+/// "Select all matching" stops here; beyond it the message says to narrow the list.
+pub const MAX_BULK: i64 = 100_000;
+
+/// The form as sent: repeated `ids`, so read as pairs.
+struct BulkForm {
+    list: ListQuery,
+    action: String,
+    tag: String,
+    tag_id: Option<i64>,
+    all_matching: bool,
+    ids: Vec<i64>,
+}
+
+impl BulkForm {
+    fn read(pairs: Vec<(String, String)>) -> BulkForm {
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        BulkForm {
+            list: ListQuery {
+                organization_id: get("organization_id"),
+                q: get("q").unwrap_or_default(),
+                archived: get("archived").unwrap_or_default(),
+                tag: get("tag_filter"),
+                ..ListQuery::default()
+            },
+            action: get("action").unwrap_or_default(),
+            tag: get("tag").unwrap_or_default(),
+            tag_id: get("tag_id").and_then(|v| v.parse().ok()),
+            all_matching: get("all_matching").is_some(),
+            ids: pairs
+                .iter()
+                .filter(|(k, _)| k == "ids")
+                .filter_map(|(_, v)| v.parse().ok())
+                .collect(),
+        }
+    }
+}
+
+async fn bulk(
+    c: Console,
+    state: web::Data<AppState>,
+    CsrfForm(pairs): CsrfForm<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let f = BulkForm::read(pairs);
+    let org_id = ListQuery::num(&f.list.organization_id).ok_or_else(|| {
+        AppError::BadRequest("The form did not say which organization; reload the page.".into())
+    })?;
+    let back = f.list.url(org_id, &[]);
+    let user = c.user.clone();
+    let list = f.list.clone();
+    let (action, tag_name, tag_id, all, picked) = (
+        f.action.clone(),
+        f.tag.clone(),
+        f.tag_id,
+        f.all_matching,
+        f.ids.clone(),
+    );
+    let result = state
+        .db
+        .tx(move |conn| {
+            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+            let ids: Vec<i64> = if all {
+                let filter = ListFilter {
+                    org_ids: vec![org_id],
+                    terms: super::search::query_terms(&list.q),
+                    archived: list.archived(),
+                    tag_id: list.tag_id(),
+                    ..ListFilter::default()
+                };
+                let (rows, total) = repo::list(conn, &filter, Sort::Added, 0, MAX_BULK)?;
+                if total > MAX_BULK {
+                    return Err(AppError::BadRequest(format!(
+                        "{total} patients match; a bulk action takes at most {MAX_BULK}. Narrow the list with a search or a tag first."
+                    )));
+                }
+                rows.into_iter().map(|p| p.id).collect()
+            } else {
+                picked
+            };
+            if ids.is_empty() {
+                return Err(AppError::BadRequest("Check at least one patient, or “all matching”.".into()));
+            }
+            let n = ids.len();
+            let message = match action.as_str() {
+                "archive" => format!("Archived {} of {n} patients.", super::set_archived_many(conn, &user, &scope, &ids, true)?),
+                "restore" => format!("Restored {} of {n} patients.", super::set_archived_many(conn, &user, &scope, &ids, false)?),
+                "add_tag" => {
+                    let (t, added) = tag::apply(conn, &user, &scope, &ids, &tag_name)?;
+                    format!("Tagged {added} patients “{}” ({} had it already).", t.name, n - added)
+                }
+                "remove_tag" => {
+                    let t = tag_id.ok_or_else(|| AppError::invalid("tag_id", "Choose the tag to remove."))?;
+                    format!("Removed the tag from {} patients.", tag::remove(conn, &user, &scope, &ids, t)?)
+                }
+                _ => return Err(AppError::invalid("action", "Choose what to do with the selected patients.")),
+            };
+            Ok(message)
+        })
+        .await;
+    match result {
+        Ok(message) => Ok(c.done(message, &back)),
+        Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_) | AppError::CsrfRejected)) => {
+            Err(e)
+        }
+        Err(e) => {
+            c.flash(
+                "error",
+                e.user_message()
+                    .replace("tag: ", "")
+                    .replace("action: ", "")
+                    .replace("tag_id: ", ""),
+            );
+            Ok(crate::console::see_other(&back))
+        }
+    }
+}
