@@ -50,6 +50,8 @@ pub struct Config {
     pub static_dir: PathBuf,
     pub session_idle_minutes: i64,
     pub session_absolute_hours: i64,
+    /// How long an invitation link works.
+    pub invitation_days: i64,
 }
 
 impl std::fmt::Debug for Config {
@@ -232,6 +234,7 @@ impl Config {
             static_dir,
             session_idle_minutes: minutes("COHORT_SESSION_IDLE_MINUTES", 120)?,
             session_absolute_hours: minutes("COHORT_SESSION_MAX_HOURS", 12)?,
+            invitation_days: minutes("COHORT_INVITATION_DAYS", 7)?,
         })
     }
 

@@ -9,6 +9,7 @@ pub mod console;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod invitation;
 pub mod mail;
 pub mod organization;
 pub mod patient;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::{header::ContentType, Mailbox, MultiPart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 pub enum Mailer {
@@ -56,6 +56,28 @@ impl Mail {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| format!("could not build the message: {e}"))?;
+        self.deliver(message).await
+    }
+
+    /// A message with a plain-text and an HTML version of the same words.
+    pub async fn send_html(
+        &self,
+        to: &str,
+        subject: &str,
+        text: String,
+        html: String,
+    ) -> Result<Delivery, String> {
+        let to: Mailbox = to.parse().map_err(|e| format!("bad recipient {to}: {e}"))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| format!("could not build the message: {e}"))?;
+        self.deliver(message).await
+    }
+
+    async fn deliver(&self, message: Message) -> Result<Delivery, String> {
         match &self.transport {
             Mailer::Smtp(t) => {
                 t.send(message)

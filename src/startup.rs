@@ -18,7 +18,7 @@ use crate::config::{Backend, Config};
 use crate::console::{self, errors};
 use crate::db::{self, schema::server_settings, Db, DbConnection};
 use crate::mail::Mail;
-use crate::{audit, organization, patient, practitioner, profile};
+use crate::{audit, invitation, organization, patient, practitioner, profile};
 
 pub struct AppState {
     pub config: Config,
@@ -236,6 +236,7 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(practitioner::api::routes)
                     .configure(organization::api::routes)
                     .configure(patient::api::routes)
+                    .configure(invitation::api::routes)
                     .default_service(web::to(errors::api_not_found)),
             )
             .service(
@@ -246,6 +247,7 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(console::home::routes)
                     .configure(organization::pages::routes)
                     .configure(patient::pages::routes)
+                    .configure(invitation::pages::routes)
                     .configure(practitioner::pages::routes)
                     .configure(profile::pages::routes)
                     .configure(audit::pages::routes)

@@ -18,6 +18,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// "Select all matching" stops here; beyond it the message says to narrow the list.
 pub const MAX_BULK: i64 = 100_000;
 
+enum Outcome {
+    Done(String),
+    Invite(Vec<crate::invitation::Issued>, usize),
+}
+
 /// The form as sent: repeated `ids`, so read as pairs.
 struct BulkForm {
     list: ListQuery,
@@ -64,6 +69,10 @@ async fn bulk(
     let back = f.list.url(org_id, &[]);
     let user = c.user.clone();
     let list = f.list.clone();
+    let (public_url, invitation_days) = (
+        state.config.public_url.clone(),
+        state.config.invitation_days,
+    );
     let (action, tag_name, tag_id, all, picked) = (
         f.action.clone(),
         f.tag.clone(),
@@ -104,17 +113,51 @@ async fn bulk(
                     let (t, added) = tag::apply(conn, &user, &scope, &ids, &tag_name)?;
                     format!("Tagged {added} patients “{}” ({} had it already).", t.name, n - added)
                 }
+                "invite" => {
+                    let (url, days) = (public_url.clone(), invitation_days);
+                    let mut made = Vec::with_capacity(ids.len());
+                    for id in &ids {
+                        // Patients of another organization are skipped, not an error for the rest.
+                        match crate::invitation::issue(conn, &user, &scope, *id, true, &url, days) {
+                            Ok(issued) => made.push(issued),
+                            Err(AppError::NotFound(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    return Ok(Outcome::Invite(made, n));
+                }
                 "remove_tag" => {
                     let t = tag_id.ok_or_else(|| AppError::invalid("tag_id", "Choose the tag to remove."))?;
                     format!("Removed the tag from {} patients.", tag::remove(conn, &user, &scope, &ids, t)?)
                 }
                 _ => return Err(AppError::invalid("action", "Choose what to do with the selected patients.")),
             };
-            Ok(message)
+            Ok(Outcome::Done(message))
         })
         .await;
     match result {
-        Ok(message) => Ok(c.done(message, &back)),
+        Ok(Outcome::Done(message)) => Ok(c.done(message, &back)),
+        Ok(Outcome::Invite(made, n)) => {
+            // Sent after the links are saved, so a mail failure loses no link.
+            let mut failed = Vec::new();
+            for issued in &made {
+                if let Err(why) = crate::invitation::pages::send(&state, issued).await {
+                    failed.push(format!("{} ({why})", issued.email));
+                }
+            }
+            let sent = made.len() - failed.len();
+            let mut message = format!(
+                "Issued {} invitations of {n} selected; e-mailed {sent}.",
+                made.len()
+            );
+            if failed.is_empty() {
+                Ok(c.done(message, &back))
+            } else {
+                message.push_str(&format!(" Not delivered: {}.", failed.join(", ")));
+                c.flash("error", message);
+                Ok(crate::console::see_other(&back))
+            }
+        }
         Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_) | AppError::CsrfRejected)) => {
             Err(e)
         }

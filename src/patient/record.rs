@@ -11,9 +11,10 @@ use super::model::{Identifier, Patient};
 use super::pages::{org_param, ListQuery, PatientForm};
 use super::repo;
 use crate::auth::pages::render_status;
-use crate::auth::CsrfForm;
+use crate::auth::{session, CsrfForm};
 use crate::console::{Console, FormErrors, Shell};
 use crate::error::AppError;
+use crate::invitation::{self, Invitation};
 use crate::organization::{self, Organization, Role};
 use crate::startup::AppState;
 use crate::tag::{self, Tag};
@@ -60,6 +61,10 @@ pub struct ShowPage {
     back_url: String,
     tags: Vec<Tag>,
     org_tags: Vec<Tag>,
+    /// Invitation history, newest first, with the status a person reads.
+    invitations: Vec<(Invitation, &'static str)>,
+    /// A link issued just now: (its QR code, the link), shown once.
+    new_link: Option<(String, String)>,
 }
 
 async fn show_page(
@@ -72,7 +77,7 @@ async fn show_page(
     errors: FormErrors,
 ) -> Result<ShowPage, AppError> {
     let user = c.user.clone();
-    let (scope, org, p, identifiers, organizations, removal, tags, org_tags) = state
+    let (scope, org, p, identifiers, organizations, removal, (tags, org_tags, invs)) = state
         .db
         .tx(move |conn| {
             let scope = match org_id {
@@ -100,6 +105,7 @@ async fn show_page(
                 .map(|(_, t)| t)
                 .collect();
             let org_tags = tag::repo::list(conn, &scope)?;
+            let invs = invitation::repo::for_patient(conn, id, scope.org_id())?;
             Ok((
                 scope,
                 org,
@@ -107,12 +113,16 @@ async fn show_page(
                 identifiers,
                 organizations,
                 removal,
-                tags,
-                org_tags,
+                (tags, org_tags, invs),
             ))
         })
         .await?;
     let archived = organizations.iter().any(|(o, a)| o.id == org.id && *a);
+    let now = crate::util::now();
+    let new_link = match session::take::<(i64, String)>(&c.session, invitation::pages::NEW_LINK) {
+        Some((pid, link)) if pid == id => Some((invitation::qr_svg(&link)?, link)),
+        _ => None,
+    };
     let can_edit = scope.can(Role::Member);
     let form = form.unwrap_or_else(|| match modal.as_str() {
         "email" => PatientForm::default(),
@@ -133,6 +143,14 @@ async fn show_page(
         removal,
         tags,
         org_tags,
+        invitations: invs
+            .into_iter()
+            .map(|i| {
+                let st = invitation::status(&i, now);
+                (i, st)
+            })
+            .collect(),
+        new_link,
     })
 }
 

@@ -1,5 +1,9 @@
-DROP TRIGGER IF EXISTS trg_patient_organizations_counts ON patient_organizations;
-DROP FUNCTION IF EXISTS cohort_patient_organization_counts();
+DROP TRIGGER IF EXISTS trg_patient_organizations_counts_update ON patient_organizations;
+DROP TRIGGER IF EXISTS trg_patient_organizations_counts_delete ON patient_organizations;
+DROP TRIGGER IF EXISTS trg_patient_organizations_counts_insert ON patient_organizations;
+DROP FUNCTION IF EXISTS cohort_po_counts_update();
+DROP FUNCTION IF EXISTS cohort_po_counts_delete();
+DROP FUNCTION IF EXISTS cohort_po_counts_insert();
 DROP TRIGGER IF EXISTS trg_organizations_counts ON organizations;
 DROP FUNCTION IF EXISTS cohort_organization_counts_row();
 DROP TABLE IF EXISTS organization_patient_counts;

@@ -42,22 +42,45 @@ END $$;
 CREATE TRIGGER trg_organizations_counts AFTER INSERT ON organizations
     FOR EACH ROW EXECUTE FUNCTION cohort_organization_counts_row();
 
-CREATE FUNCTION cohort_patient_organization_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Statement-level triggers with transition tables: one counter update per statement, not
+-- per row, so a bulk insert of thousands of links touches each counter row once.
+CREATE FUNCTION cohort_po_counts_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        UPDATE organization_patient_counts
-           SET active = active - (OLD.archived_at IS NULL)::int,
-               archived = archived - (OLD.archived_at IS NOT NULL)::int
-         WHERE organization_id = OLD.organization_id;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        UPDATE organization_patient_counts
-           SET active = active + (NEW.archived_at IS NULL)::int,
-               archived = archived + (NEW.archived_at IS NOT NULL)::int
-         WHERE organization_id = NEW.organization_id;
-    END IF;
+    UPDATE organization_patient_counts c
+       SET active = c.active + n.active, archived = c.archived + n.archived
+      FROM (SELECT organization_id,
+                   COUNT(*) FILTER (WHERE archived_at IS NULL) AS active,
+                   COUNT(*) FILTER (WHERE archived_at IS NOT NULL) AS archived
+              FROM new_rows GROUP BY organization_id) n
+     WHERE c.organization_id = n.organization_id;
     RETURN NULL;
 END $$;
-CREATE TRIGGER trg_patient_organizations_counts
-    AFTER INSERT OR DELETE OR UPDATE OF archived_at ON patient_organizations
-    FOR EACH ROW EXECUTE FUNCTION cohort_patient_organization_counts();
+CREATE FUNCTION cohort_po_counts_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE organization_patient_counts c
+       SET active = c.active - o.active, archived = c.archived - o.archived
+      FROM (SELECT organization_id,
+                   COUNT(*) FILTER (WHERE archived_at IS NULL) AS active,
+                   COUNT(*) FILTER (WHERE archived_at IS NOT NULL) AS archived
+              FROM old_rows GROUP BY organization_id) o
+     WHERE c.organization_id = o.organization_id;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION cohort_po_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE organization_patient_counts c
+       SET active = c.active + d.active, archived = c.archived + d.archived
+      FROM (SELECT organization_id, SUM(active) AS active, SUM(archived) AS archived FROM (
+                SELECT organization_id, (archived_at IS NULL)::int AS active, (archived_at IS NOT NULL)::int AS archived FROM new_rows
+                UNION ALL
+                SELECT organization_id, -(archived_at IS NULL)::int, -(archived_at IS NOT NULL)::int FROM old_rows
+            ) x GROUP BY organization_id) d
+     WHERE c.organization_id = d.organization_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER trg_patient_organizations_counts_insert AFTER INSERT ON patient_organizations
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION cohort_po_counts_insert();
+CREATE TRIGGER trg_patient_organizations_counts_delete AFTER DELETE ON patient_organizations
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION cohort_po_counts_delete();
+CREATE TRIGGER trg_patient_organizations_counts_update AFTER UPDATE ON patient_organizations
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION cohort_po_counts_update();

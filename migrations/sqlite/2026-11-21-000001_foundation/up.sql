@@ -249,7 +249,7 @@ CREATE TABLE invitations (
     token_hash          TEXT      NOT NULL,
     status              TEXT      NOT NULL
                         CONSTRAINT ck_invitations_status
-                        CHECK (status IN ('issued', 'redeemed', 'expired', 'cancelled', 'replaced')),
+                        CHECK (status IN ('issued', 'redeemed', 'expired', 'cancelled', 'reissued')),
     send_email          BOOLEAN   NOT NULL,
     created_by_user_id  BIGINT             REFERENCES users (id) ON DELETE SET NULL,
     created_at          TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,

@@ -1,0 +1,162 @@
+//! Invitations: the links practitioners send patients. A link carries a random token of
+//! which only a hash is kept; it expires (7 days unless configured), and a new link cancels
+//! the patient's earlier ones. It can be e-mailed, copied, or printed as a QR code.
+
+pub mod api;
+pub mod pages;
+pub mod repo;
+
+use chrono::NaiveDateTime;
+
+use crate::audit::Audit;
+use crate::auth::CurrentUser;
+use crate::db::DbConnection;
+use crate::error::AppError;
+use crate::organization::{self, OrgScope, Role};
+pub use repo::Invitation;
+
+/// What a person is told about a link, from its stored state and the clock.
+pub fn status(inv: &Invitation, now: NaiveDateTime) -> &'static str {
+    match inv.status.as_str() {
+        "issued" | "reissued" if inv.expires_at <= now => "expired",
+        "issued" => "issued",
+        "reissued" => "reissued",
+        "redeemed" => "redeemed",
+        "cancelled" => "cancelled",
+        _ => "expired",
+    }
+}
+
+/// Where a token leads: Cohort's own page for the patient.
+pub fn link(public_url: &str, token: &str) -> String {
+    format!("{public_url}/invite/{token}")
+}
+
+/// A new invitation for a patient of the scope's organization, with its link.
+pub struct Issued {
+    pub invitation: Invitation,
+    pub link: String,
+    pub email: String,
+    pub patient_name: String,
+    pub organization: String,
+}
+
+pub fn issue(
+    conn: &mut DbConnection,
+    user: &CurrentUser,
+    scope: &OrgScope,
+    patient_id: i64,
+    send_email: bool,
+    public_url: &str,
+    days: i64,
+) -> Result<Issued, AppError> {
+    organization::require(scope, Role::Member)?;
+    if !crate::patient::repo::is_linked(conn, patient_id, scope.org_id())? {
+        return Err(AppError::not_found("Patient"));
+    }
+    let p = crate::patient::repo::find(conn, patient_id)?
+        .ok_or_else(|| AppError::not_found("Patient"))?;
+    let org = organization::repo::get(conn, scope)?;
+    let (inv, token) = repo::issue(
+        conn,
+        patient_id,
+        scope.org_id(),
+        user.id(),
+        send_email,
+        days,
+    )?;
+    Audit::by(user, "invitation.issue")
+        .object("patient", patient_id)
+        .org(scope.org_id())
+        .detail(
+            serde_json::json!({"invitation": inv.id, "status": inv.status, "email": send_email}),
+        )
+        .record(conn)?;
+    Ok(Issued {
+        link: link(public_url, &token),
+        invitation: inv,
+        email: p.telecom_email,
+        patient_name: format!("{} {}", p.name_given, p.name_family),
+        organization: org.name,
+    })
+}
+
+/// The invitation e-mail: a plain-text part and an HTML part, naming the organization.
+pub fn email_body(issued: &Issued, expires: &str) -> (String, String, String) {
+    let subject = format!(
+        "{} invites you to share health data with its studies",
+        issued.organization
+    );
+    let text = format!(
+        "Hello {name},\n\n{org} invites you to take part in its research studies through Cohort.\n\n\
+         Open this link to see what the studies ask for and answer:\n{link}\n\n\
+         The link is personal and works until {expires}. If you did not expect it, you can ignore this message.\n",
+        name = issued.patient_name,
+        org = issued.organization,
+        link = issued.link,
+    );
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let html = format!(
+        "<!DOCTYPE html><html><body style=\"font-family: sans-serif; line-height: 1.5\">\
+         <p>Hello {name},</p><p><strong>{org}</strong> invites you to take part in its research studies through Cohort.</p>\
+         <p><a href=\"{link}\">See what the studies ask for and answer</a></p>\
+         <p style=\"color:#555\">The link is personal and works until {expires}. If you did not expect it, you can ignore this message.</p>\
+         </body></html>",
+        name = esc(&issued.patient_name),
+        org = esc(&issued.organization),
+        link = esc(&issued.link),
+    );
+    (subject, text, html)
+}
+
+/// The link as a QR code, in SVG, for printing.
+pub fn qr_svg(link: &str) -> Result<String, AppError> {
+    let code = qrcode::QrCode::new(link.as_bytes())
+        .map_err(|e| AppError::internal(format!("QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_link_past_its_date_reads_as_expired() {
+        let t = crate::util::now();
+        let inv = Invitation {
+            id: 1,
+            patient_id: 1,
+            organization_id: 1,
+            client_id: None,
+            status: "issued".into(),
+            send_email: false,
+            created_by_user_id: None,
+            created_at: t,
+            expires_at: t,
+            redeemed_at: None,
+            last_updated: t,
+        };
+        assert_eq!(status(&inv, t), "expired");
+        assert_eq!(status(&inv, t - chrono::Duration::seconds(1)), "issued");
+        let used = Invitation {
+            status: "redeemed".into(),
+            ..inv
+        };
+        assert_eq!(status(&used, t + chrono::Duration::days(30)), "redeemed");
+    }
+
+    #[test]
+    fn the_qr_code_is_an_svg() {
+        let svg = qr_svg("http://127.0.0.1:8080/invite/abc").unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"));
+    }
+}
