@@ -79,15 +79,20 @@ pub fn insert_batch(
     })
 }
 
-/// PostgreSQL's id sequences do not follow explicit ids: move them past what was inserted,
-/// and refresh the planner's statistics. SQLite's AUTOINCREMENT follows by itself.
+/// PostgreSQL's id sequences do not follow explicit ids: move them past what was inserted.
+/// Then refresh the planner's statistics, and on PostgreSQL the visibility map too (as
+/// autovacuum would, later), so index-only scans need not visit the table. SQLite's
+/// AUTOINCREMENT follows by itself.
 pub fn after_bulk(conn: &mut DbConnection) -> AppResult<()> {
     match conn {
-        DbConnection::Postgres(c) => c.batch_execute(
-            "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users));
-             SELECT setval(pg_get_serial_sequence('patients', 'id'), (SELECT MAX(id) FROM patients));
-             ANALYZE;",
-        )?,
+        DbConnection::Postgres(c) => {
+            c.batch_execute(
+                "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users));
+                 SELECT setval(pg_get_serial_sequence('patients', 'id'), (SELECT MAX(id) FROM patients));",
+            )?;
+            // Alone: VACUUM refuses to run inside the implicit transaction of a multi-statement string.
+            c.batch_execute("VACUUM (ANALYZE)")?
+        }
         DbConnection::Sqlite(c) => c.batch_execute("ANALYZE;")?,
     }
     Ok(())

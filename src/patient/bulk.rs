@@ -42,6 +42,7 @@ impl BulkForm {
                 q: get("q").unwrap_or_default(),
                 archived: get("archived").unwrap_or_default(),
                 tag: get("tag_filter"),
+                invited: get("invited").unwrap_or_default(),
                 ..ListQuery::default()
             },
             action: get("action").unwrap_or_default(),
@@ -90,6 +91,7 @@ async fn bulk(
                     terms: super::search::query_terms(&list.q),
                     archived: list.archived(),
                     tag_id: list.tag_id(),
+                    invited: list.invited(),
                     ..ListFilter::default()
                 };
                 let (rows, total) = repo::list(conn, &filter, Sort::Added, 0, MAX_BULK)?;

@@ -46,6 +46,9 @@ pub struct ListQuery {
     pub email: String,
     /// Only patients with this tag (its id).
     pub tag: Option<String>,
+    /// never, issued, expired or redeemed.
+    #[serde(default)]
+    pub invited: String,
 }
 
 impl ListQuery {
@@ -55,6 +58,9 @@ impl ListQuery {
             "all" => Archived::All,
             _ => Archived::Active,
         }
+    }
+    pub(super) fn invited(&self) -> Option<repo::Invited> {
+        repo::Invited::parse(&self.invited)
     }
     pub(super) fn tag_id(&self) -> Option<i64> {
         Self::num(&self.tag)
@@ -79,6 +85,7 @@ impl ListQuery {
             ("page_size", self.page_size.clone().unwrap_or_default()),
             ("page", self.page.clone().unwrap_or_default()),
             ("tag", self.tag.clone().unwrap_or_default()),
+            ("invited", self.invited.clone()),
         ];
         for (k, v) in changes {
             match pairs.iter_mut().find(|(pk, _)| pk == k) {
@@ -164,6 +171,7 @@ async fn list_page(
                 terms: super::search::query_terms(&q2.q),
                 archived: q2.archived(),
                 tag_id: q2.tag_id(),
+                invited: q2.invited(),
                 ..ListFilter::default()
             };
             let (patients, total) = repo::list(conn, &filter, q2.sort(), off, lim)?;

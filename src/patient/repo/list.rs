@@ -1,14 +1,14 @@
 //! Patient lists: filters, search through the term index, paging along covering indexes.
 
 use chrono::NaiveDateTime;
-use diesel::dsl::exists;
+use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 
 use super::super::model::Patient;
 use super::super::search;
 use crate::db::schema::{
-    patient_identifiers, patient_organizations, patient_search_terms, patient_tags, patients,
-    study_patients,
+    invitations, patient_identifiers, patient_organizations, patient_search_terms, patient_tags,
+    patients, study_patients,
 };
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::AppResult;
@@ -19,6 +19,27 @@ pub enum Archived {
     Active,
     Archived,
     All,
+}
+
+/// Where a patient stands with invitations from the organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invited {
+    Never,
+    Issued,
+    Expired,
+    Redeemed,
+}
+
+impl Invited {
+    pub fn parse(s: &str) -> Option<Invited> {
+        match s {
+            "never" => Some(Invited::Never),
+            "issued" => Some(Invited::Issued),
+            "expired" => Some(Invited::Expired),
+            "redeemed" => Some(Invited::Redeemed),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -39,6 +60,7 @@ pub struct ListFilter {
     pub identifier_value: Option<String>,
     pub study_id: Option<i64>,
     pub tag_id: Option<i64>,
+    pub invited: Option<Invited>,
 }
 
 type Boxed = patients::BoxedQuery<'static, MultiBackend>;
@@ -109,6 +131,32 @@ fn filtered(f: &ListFilter) -> Boxed {
                 .filter(patient_tags::patient_id.eq(patients::id))
                 .filter(patient_tags::tag_id.eq(t)),
         ));
+    }
+    if let Some(state) = f.invited {
+        let orgs = f.org_ids.clone();
+        let mine = || {
+            invitations::table
+                .filter(invitations::patient_id.eq(patients::id))
+                .filter(invitations::organization_id.eq_any(orgs.clone()))
+        };
+        let t = crate::util::now();
+        let open = ["issued", "reissued"];
+        q = match state {
+            Invited::Never => q.filter(not(exists(mine()))),
+            Invited::Redeemed => {
+                q.filter(exists(mine().filter(invitations::status.eq("redeemed"))))
+            }
+            Invited::Issued => q.filter(exists(
+                mine()
+                    .filter(invitations::status.eq_any(open))
+                    .filter(invitations::expires_at.gt(t)),
+            )),
+            Invited::Expired => q.filter(exists(
+                mine()
+                    .filter(invitations::status.eq_any(open))
+                    .filter(invitations::expires_at.le(t)),
+            )),
+        };
     }
     q
 }
@@ -264,6 +312,32 @@ fn list_in_org(
                     .filter(patient_tags::tag_id.eq(t)),
             ));
         }
+        if let Some(state) = f.invited {
+            let org = f.org_ids[0];
+            let mine = || {
+                invitations::table
+                    .filter(invitations::patient_id.eq(po::patient_id))
+                    .filter(invitations::organization_id.eq(org))
+            };
+            let t = crate::util::now();
+            let open = ["issued", "reissued"];
+            q = match state {
+                Invited::Never => q.filter(not(exists(mine()))),
+                Invited::Redeemed => {
+                    q.filter(exists(mine().filter(invitations::status.eq("redeemed"))))
+                }
+                Invited::Issued => q.filter(exists(
+                    mine()
+                        .filter(invitations::status.eq_any(open))
+                        .filter(invitations::expires_at.gt(t)),
+                )),
+                Invited::Expired => q.filter(exists(
+                    mine()
+                        .filter(invitations::status.eq_any(open))
+                        .filter(invitations::expires_at.le(t)),
+                )),
+            };
+        }
         q
     };
     if matched.is_some() {
@@ -294,7 +368,8 @@ fn list_in_org(
     let plain = f.patient_id.is_none()
         && f.identifier_value.is_none()
         && f.study_id.is_none()
-        && f.tag_id.is_none();
+        && f.tag_id.is_none()
+        && f.invited.is_none();
     let total = if plain {
         count(conn, f)?
     } else {
@@ -330,6 +405,7 @@ fn count(conn: &mut DbConnection, f: &ListFilter) -> AppResult<i64> {
         && f.identifier_value.is_none()
         && f.study_id.is_none()
         && f.tag_id.is_none()
+        && f.invited.is_none()
         && f.org_ids.len() == 1;
     if !plain {
         return Ok(filtered(f).count().get_result(conn)?);
