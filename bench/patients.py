@@ -46,18 +46,23 @@ def run(binary, env, args, **kw):
     return subprocess.run([binary] + args, env=env, capture_output=True, text=True, check=True, **kw)
 
 
-def bench(backend, binary, patients, seconds):
+def bench(backend, binary, patients, seconds, reuse=False):
     data = tempfile.mkdtemp(prefix=f"cohort-bench-{backend}-")
     port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), "COHORT_ADDR": f"127.0.0.1:{port}",
            "COHORT_DATA_DIR": data, "RUST_LOG": "warn"}
     if backend == "postgres":
-        for sql in ["DROP DATABASE IF EXISTS cohort_bench", "CREATE DATABASE cohort_bench"]:
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql], check=True)
+        if not reuse:
+            for sql in ["DROP DATABASE IF EXISTS cohort_bench", "CREATE DATABASE cohort_bench"]:
+                subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql], check=True)
         env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/cohort_bench"
-    out = run(binary, env, ["seed-demo", "--patients", str(patients)], cwd=data).stdout.strip()
-    print(f"[{backend}] seed: {out}")
-    org = re.search(r"organization (\d+)", out).group(1)
+    if reuse:
+        org = "1"
+        print(f"[{backend}] reusing the seeded database cohort_bench")
+    else:
+        out = run(binary, env, ["seed-demo", "--patients", str(patients)], cwd=data).stdout.strip()
+        print(f"[{backend}] seed: {out}")
+        org = re.search(r"organization (\d+)", out).group(1)
     proc = subprocess.Popen([binary, "serve"], env=env, cwd=data, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -102,10 +107,11 @@ def main():
     ap.add_argument("--patients", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--backend", default="both", choices=["sqlite", "postgres", "both"])
+    ap.add_argument("--reuse", action="store_true", help="postgres only: measure the cohort_bench database as it is")
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     for backend in (["sqlite", "postgres"] if a.backend == "both" else [a.backend]):
-        bench(backend, binary, a.patients, a.seconds)
+        bench(backend, binary, a.patients, a.seconds, a.reuse and backend == "postgres")
 
 
 if __name__ == "__main__":

@@ -243,37 +243,52 @@ on_both_backends!(
     }
 );
 
-on_both_backends!(the_patient_list_filters_by_invitation_state, |app: TestApp| async move {
-    let (uid, pid) = app.practitioner("member@example.org", false);
-    let org = app.org("North Clinic", 0, &[(pid, "member")]);
-    let token = app.token(uid);
-    let never = patient(&app, &token, org, "never@example.org").await;
-    let open = patient(&app, &token, org, "open@example.org").await;
-    let old = patient(&app, &token, org, "old@example.org").await;
-    for id in [open, old] {
-        let res = script()
-            .post(app.at("/api/v1/invitation"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"patientId": id}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
+on_both_backends!(
+    the_patient_list_filters_by_invitation_state,
+    |app: TestApp| async move {
+        let (uid, pid) = app.practitioner("member@example.org", false);
+        let org = app.org("North Clinic", 0, &[(pid, "member")]);
+        let token = app.token(uid);
+        let never = patient(&app, &token, org, "never@example.org").await;
+        let open = patient(&app, &token, org, "open@example.org").await;
+        let old = patient(&app, &token, org, "old@example.org").await;
+        for id in [open, old] {
+            let res = script()
+                .post(app.at("/api/v1/invitation"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"patientId": id}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+        }
+        {
+            use cohort::db::schema::invitations as i;
+            let mut c = app.conn();
+            diesel::update(i::table.filter(i::patient_id.eq(old)))
+                .set(i::expires_at.eq(cohort::util::now() - chrono::Duration::days(1)))
+                .execute(&mut c)
+                .unwrap();
+        }
+        let client = app.signed_in(uid).await;
+        for (state, expected) in [("never", never), ("issued", open), ("expired", old)] {
+            let (_, page) = app
+                .get_html(
+                    &client,
+                    &format!("/patients?organization_id={org}&invited={state}"),
+                )
+                .await;
+            let ids: Vec<String> = page.texts("table.data tbody td.num");
+            assert_eq!(ids, vec![expected.to_string()], "invited={state}");
+        }
+        let (_, page) = app
+            .get_html(
+                &client,
+                &format!("/patients?organization_id={org}&invited=redeemed"),
+            )
+            .await;
+        assert!(page
+            .text(".empty h2")
+            .contains("No patients match these filters"));
     }
-    {
-        use cohort::db::schema::invitations as i;
-        let mut c = app.conn();
-        diesel::update(i::table.filter(i::patient_id.eq(old)))
-            .set(i::expires_at.eq(cohort::util::now() - chrono::Duration::days(1)))
-            .execute(&mut c)
-            .unwrap();
-    }
-    let client = app.signed_in(uid).await;
-    for (state, expected) in [("never", never), ("issued", open), ("expired", old)] {
-        let (_, page) = app.get_html(&client, &format!("/patients?organization_id={org}&invited={state}")).await;
-        let ids: Vec<String> = page.texts("table.data tbody td.num");
-        assert_eq!(ids, vec![expected.to_string()], "invited={state}");
-    }
-    let (_, page) = app.get_html(&client, &format!("/patients?organization_id={org}&invited=redeemed")).await;
-    assert!(page.text(".empty h2").contains("No patients match these filters"));
-});
+);

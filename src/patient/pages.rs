@@ -157,13 +157,13 @@ async fn list_page(
     let lookup_email =
         (add.open && !add.searched && !q.email.trim().is_empty()).then(|| q.email.clone());
     let u = user.clone();
-    let (org, options, rows, total, found, tags) = state
+    let (org, options, rows, (total, off), found, tags) = state
         .db
         .run(move |conn| {
             let user = u;
             let (org, options) = selected_organization(conn, &user, requested)?;
             let Some((org, role)) = org else {
-                return Ok((None, options, Vec::new(), 0, None, Vec::new()));
+                return Ok((None, options, Vec::new(), (0, 0), None, Vec::new()));
             };
             let scope = organization::authorize(conn, &user, org.id, Role::Viewer)?;
             let filter = ListFilter {
@@ -174,7 +174,13 @@ async fn list_page(
                 invited: q2.invited(),
                 ..ListFilter::default()
             };
-            let (patients, total) = repo::list(conn, &filter, q2.sort(), off, lim)?;
+            let (mut patients, total) = repo::list(conn, &filter, q2.sort(), off, lim)?;
+            // A page past the end (a stale bookmark, a list that shrank) shows the last page.
+            let mut off = off;
+            if patients.is_empty() && total > 0 && off > 0 {
+                off = (total - 1) / lim * lim;
+                patients = repo::list(conn, &filter, q2.sort(), off, lim)?.0;
+            }
             let ids: Vec<i64> = patients.iter().map(|p| p.id).collect();
             let mut idents = repo::identifiers(conn, &ids)?;
             let mut tagged = tag::repo::of_patients(conn, &scope, &ids)?;
@@ -207,7 +213,7 @@ async fn list_page(
                 None => None,
             };
             let tags = tag::repo::list(conn, &scope)?;
-            Ok((Some((org, role)), options, rows, total, found, tags))
+            Ok((Some((org, role)), options, rows, (total, off), found, tags))
         })
         .await?;
     // Reads ran outside the write lock; only the audit row takes it.
@@ -224,6 +230,7 @@ async fn list_page(
             .await?;
     }
     paging.total = total;
+    paging.page = off / paging.page_size + 1;
     if let Some(found) = found {
         add = found;
     }
@@ -306,36 +313,45 @@ async fn list(
     list_page(&c, &state, q, add).await
 }
 
-/// The create and edit form, as typed.
-#[derive(Deserialize, Default, Clone)]
+/// The create and edit form, as typed. Identifier rows come as `id_system_N`/`id_value_N`
+/// for any N, so a patient with many identifiers keeps all of them through an edit.
+#[derive(Default, Clone)]
 pub struct PatientForm {
-    #[serde(default)]
     pub organization_id: String,
-    #[serde(default)]
     pub email: String,
-    #[serde(default)]
     pub name_family: String,
-    #[serde(default)]
     pub name_given: String,
-    #[serde(default)]
     pub birth_date: String,
-    #[serde(default)]
     pub phone: String,
-    #[serde(default)]
-    pub id_system_1: String,
-    #[serde(default)]
-    pub id_value_1: String,
-    #[serde(default)]
-    pub id_system_2: String,
-    #[serde(default)]
-    pub id_value_2: String,
-    #[serde(default)]
-    pub id_system_3: String,
-    #[serde(default)]
-    pub id_value_3: String,
+    pub identifiers: Vec<(String, String)>,
 }
 
 impl PatientForm {
+    pub(super) fn from_pairs(pairs: Vec<(String, String)>) -> PatientForm {
+        let mut form = PatientForm::default();
+        let mut rows: std::collections::BTreeMap<usize, (String, String)> = Default::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "organization_id" => form.organization_id = v,
+                "email" => form.email = v,
+                "name_family" => form.name_family = v,
+                "name_given" => form.name_given = v,
+                "birth_date" => form.birth_date = v,
+                "phone" => form.phone = v,
+                _ => {
+                    if let Some(n) = k.strip_prefix("id_system_").and_then(|n| n.parse().ok()) {
+                        rows.entry(n).or_default().0 = v;
+                    } else if let Some(n) = k.strip_prefix("id_value_").and_then(|n| n.parse().ok())
+                    {
+                        rows.entry(n).or_default().1 = v;
+                    }
+                }
+            }
+        }
+        form.identifiers = rows.into_values().collect();
+        form
+    }
+
     pub(super) fn input(&self) -> PatientInput {
         PatientInput {
             email: self.email.clone(),
@@ -343,21 +359,30 @@ impl PatientForm {
             name_given: self.name_given.clone(),
             birth_date: self.birth_date.clone(),
             phone: self.phone.clone(),
-            identifiers: vec![
-                (self.id_system_1.clone(), self.id_value_1.clone()),
-                (self.id_system_2.clone(), self.id_value_2.clone()),
-                (self.id_system_3.clone(), self.id_value_3.clone()),
-            ],
+            identifiers: self.identifiers.clone(),
         }
     }
 
+    /// The identifier rows to show: every one there is, and at least one empty to add to.
+    pub fn rows(&self) -> Vec<(usize, String, String)> {
+        let filled: Vec<&(String, String)> = self
+            .identifiers
+            .iter()
+            .filter(|(s, v)| !s.trim().is_empty() || !v.trim().is_empty())
+            .collect();
+        let total = (filled.len() + 1).max(3);
+        (0..total)
+            .map(|i| {
+                let (s, v) = filled
+                    .get(i)
+                    .map(|(s, v)| (s.clone(), v.clone()))
+                    .unwrap_or_default();
+                (i + 1, s, v)
+            })
+            .collect()
+    }
+
     pub(super) fn from_patient(p: &Patient, ids: &[Identifier]) -> PatientForm {
-        let id = |n: usize| {
-            ids.get(n)
-                .map(|i| (i.system.clone(), i.value.clone()))
-                .unwrap_or_default()
-        };
-        let ((s1, v1), (s2, v2), (s3, v3)) = (id(0), id(1), id(2));
         PatientForm {
             organization_id: String::new(),
             email: p.telecom_email.clone(),
@@ -368,12 +393,10 @@ impl PatientForm {
                 .map(|d| d.format("%Y-%m-%d").to_string())
                 .unwrap_or_default(),
             phone: p.telecom_phone.clone().unwrap_or_default(),
-            id_system_1: s1,
-            id_value_1: v1,
-            id_system_2: s2,
-            id_value_2: v2,
-            id_system_3: s3,
-            id_value_3: v3,
+            identifiers: ids
+                .iter()
+                .map(|i| (i.system.clone(), i.value.clone()))
+                .collect(),
         }
     }
 }
@@ -387,8 +410,9 @@ pub(super) fn org_param(s: &str) -> Result<i64, AppError> {
 async fn create(
     c: Console,
     state: web::Data<AppState>,
-    CsrfForm(form): CsrfForm<PatientForm>,
+    CsrfForm(pairs): CsrfForm<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
+    let form = PatientForm::from_pairs(pairs);
     let org_id = org_param(&form.organization_id)?;
     let (user, input) = (c.user.clone(), form.input());
     let result = state

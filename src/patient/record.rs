@@ -177,9 +177,10 @@ async fn update(
     c: Console,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    CsrfForm(form): CsrfForm<PatientForm>,
+    CsrfForm(pairs): CsrfForm<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
+    let form = PatientForm::from_pairs(pairs);
     let org_id = org_param(&form.organization_id)?;
     let (user, input) = (c.user.clone(), form.input());
     let result = state

@@ -10,12 +10,13 @@ CREATE INDEX idx_patient_search_terms_term ON patient_search_terms(term, patient
 
 -- An organization's list is paged on the link row itself: it carries the patient's sort keys
 -- (name folded for case and accents, birth date), so a page a thousand deep is a walk along
--- one covering index. Kept in step by the application on every change of a patient.
+-- one covering index. Kept in step by the application on every change of a patient; an
+-- unknown birth date is kept as 9999-12-31 so it sorts last on both backends.
 ALTER TABLE patient_organizations ADD COLUMN sort_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE patient_organizations ADD COLUMN birth_date DATE;
 UPDATE patient_organizations SET
     sort_name = (SELECT lower(p.name_family || ' ' || p.name_given) FROM patients p WHERE p.id = patient_organizations.patient_id),
-    birth_date = (SELECT p.birth_date FROM patients p WHERE p.id = patient_organizations.patient_id);
+    birth_date = (SELECT COALESCE(p.birth_date, '9999-12-31') FROM patients p WHERE p.id = patient_organizations.patient_id);
 CREATE INDEX idx_patient_organizations_org_name ON patient_organizations(organization_id, sort_name, patient_id, archived_at);
 CREATE INDEX idx_patient_organizations_org_birth ON patient_organizations(organization_id, birth_date, patient_id, archived_at);
 CREATE INDEX idx_patient_organizations_org_created ON patient_organizations(organization_id, created_at, patient_id, archived_at);

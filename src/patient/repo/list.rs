@@ -208,7 +208,11 @@ pub fn list(
             patients::name_given.asc(),
             patients::id.asc(),
         )),
-        Sort::BirthDate => q.order((patients::birth_date.asc(), patients::id.asc())),
+        Sort::BirthDate => q.order((
+            patients::birth_date.is_null().asc(),
+            patients::birth_date.asc(),
+            patients::id.asc(),
+        )),
         Sort::Added => q.order((patients::created_at.desc(), patients::id.desc())),
     };
     let rows = q.offset(offset).limit(limit).load(conn)?;
@@ -392,6 +396,13 @@ fn load_in_order(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Patient>
         .load(conn)?;
     rows.sort_by_key(|p| ids.iter().position(|i| *i == p.id));
     Ok(rows)
+}
+
+/// The birth date as a sort key on the link row: an unknown date sorts last, on both
+/// backends alike (they disagree on where NULL goes).
+pub fn sort_birth(d: Option<chrono::NaiveDate>) -> chrono::NaiveDate {
+    d.or_else(|| chrono::NaiveDate::from_ymd_opt(9999, 12, 31))
+        .unwrap_or(chrono::NaiveDate::MAX)
 }
 
 /// How a patient sorts in lists: the name, folded for case and accents.

@@ -17,7 +17,7 @@ use crate::util::now;
 
 mod list;
 
-pub use list::{list, sort_name, Archived, Invited, ListFilter, Sort};
+pub use list::{list, sort_birth, sort_name, Archived, Invited, ListFilter, Sort};
 
 pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Patient>> {
     Ok(patients::table
@@ -142,6 +142,12 @@ pub fn update(
             patients::updated_at.eq(now()),
         ))
         .execute(conn)?;
+    diesel::update(patient_organizations::table.filter(patient_organizations::patient_id.eq(id)))
+        .set((
+            patient_organizations::sort_name.eq(sort_name(&p.name_family, &p.name_given)),
+            patient_organizations::birth_date.eq(Some(sort_birth(p.birth_date))),
+        ))
+        .execute(conn)?;
     let user_id: i64 = patients::table
         .find(id)
         .select(patients::user_id)
@@ -240,7 +246,7 @@ pub fn link(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppResult<
             patient_organizations::organization_id.eq(org_id),
             patient_organizations::created_at.eq(now()),
             patient_organizations::sort_name.eq(sort_name(&family, &given)),
-            patient_organizations::birth_date.eq(birth),
+            patient_organizations::birth_date.eq(Some(sort_birth(birth))),
         ))
         .execute(conn)?;
     Ok(())
