@@ -18,6 +18,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// "Select all matching" stops here; beyond it the message says to narrow the list.
 pub const MAX_BULK: i64 = 100_000;
 
+/// "1 patient", "2 patients".
+fn patients(n: usize) -> String {
+    if n == 1 {
+        "1 patient".into()
+    } else {
+        format!("{n} patients")
+    }
+}
+
 enum Outcome {
     Done(String),
     Invite(Vec<crate::invitation::Issued>, usize),
@@ -109,11 +118,11 @@ async fn bulk(
             }
             let n = ids.len();
             let message = match action.as_str() {
-                "archive" => format!("Archived {} of {n} patients.", super::set_archived_many(conn, &user, &scope, &ids, true)?),
-                "restore" => format!("Restored {} of {n} patients.", super::set_archived_many(conn, &user, &scope, &ids, false)?),
+                "archive" => format!("Archived {} of {}.", super::set_archived_many(conn, &user, &scope, &ids, true)?, patients(n)),
+                "restore" => format!("Restored {} of {}.", super::set_archived_many(conn, &user, &scope, &ids, false)?, patients(n)),
                 "add_tag" => {
                     let (t, added) = tag::apply(conn, &user, &scope, &ids, &tag_name)?;
-                    format!("Tagged {added} patients “{}” ({} had it already).", t.name, n - added)
+                    format!("Tagged {} “{}” ({} had it already).", patients(added), t.name, n - added)
                 }
                 "invite" => {
                     let (url, days) = (public_url.clone(), invitation_days);
@@ -130,7 +139,7 @@ async fn bulk(
                 }
                 "remove_tag" => {
                     let t = tag_id.ok_or_else(|| AppError::invalid("tag_id", "Choose the tag to remove."))?;
-                    format!("Removed the tag from {} patients.", tag::remove(conn, &user, &scope, &ids, t)?)
+                    format!("Removed the tag from {}.", patients(tag::remove(conn, &user, &scope, &ids, t)?))
                 }
                 _ => return Err(AppError::invalid("action", "Choose what to do with the selected patients.")),
             };
@@ -149,8 +158,12 @@ async fn bulk(
             }
             let sent = made.len() - failed.len();
             let mut message = format!(
-                "Issued {} invitations of {n} selected; e-mailed {sent}.",
-                made.len()
+                "Issued {} of {n} selected; e-mailed {sent}.",
+                if made.len() == 1 {
+                    "1 invitation".to_string()
+                } else {
+                    format!("{} invitations", made.len())
+                }
             );
             if failed.is_empty() {
                 Ok(c.done(message, &back))

@@ -219,6 +219,52 @@ impl Browser {
             .to_string()
     }
 
+    /// Grants a browser permission, such as "clipboard-read" (W3C Permissions extension).
+    pub async fn grant(&self, name: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "/permissions",
+            Some(json!({"descriptor": {"name": name}, "state": "granted"})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("grant {name}: {e}"));
+    }
+
+    /// Runs an async script; it calls `arguments[0](value)` to answer.
+    pub async fn execute_async(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("script: {e}"))
+    }
+
+    /// Waits up to 5 s for the text of `css` to contain `want`.
+    pub async fn wait_for_text(&self, css: &str, want: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            // The page may be navigating: a missing or stale element just means "not yet".
+            let t = match self.find(css).await {
+                Ok(id) => self
+                    .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                    .await
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if t.contains(want) {
+                return t;
+            }
+            assert!(
+                Instant::now() < until,
+                "{css} never said {want:?}; it says {t:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn source(&self) -> String {
         self.call(reqwest::Method::GET, "/source", None)
             .await
