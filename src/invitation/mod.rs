@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn the_qr_code_is_an_svg() {
-        let svg = qr_svg("http://127.0.0.1:8080/invite/abc").unwrap();
+        let svg = qr_svg("http://127.0.0.1:8080/invite/abc").expect("encodes");
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
     }
 }

@@ -433,7 +433,11 @@ mod tests {
 
     #[test]
     fn good_input_is_normalized() {
-        let p = validate(&input(), NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()).unwrap();
+        let p = validate(
+            &input(),
+            NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date"),
+        )
+        .expect("valid");
         assert_eq!(p.email, "ana@example.org");
         assert_eq!(p.phone.as_deref(), Some("+16175550100"));
     }
@@ -448,7 +452,7 @@ mod tests {
             phone: "call me".into(),
             identifiers: vec![("urn:mrn".into(), "".into())],
         };
-        let e = validate(&bad, NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()).unwrap_err();
+        let e = validate(&bad, NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date")).unwrap_err();
         for f in [
             "telecomEmail",
             "nameFamily",
@@ -463,12 +467,20 @@ mod tests {
             birth_date: "2030-01-01".into(),
             ..input()
         };
-        let e = validate(&future, NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()).unwrap_err();
+        let e = validate(
+            &future,
+            NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date"),
+        )
+        .unwrap_err();
         assert!(e["birthDate"][0].contains("future"));
         let impossible = PatientInput {
             birth_date: "1980-02-30".into(),
             ..input()
         };
-        assert!(validate(&impossible, NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()).is_err());
+        assert!(validate(
+            &impossible,
+            NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date")
+        )
+        .is_err());
     }
 }

@@ -154,6 +154,20 @@ async fn show_page(
     })
 }
 
+/// The patient's page again, with a form's messages beside its fields (status 400).
+async fn again(
+    c: &Console,
+    state: &web::Data<AppState>,
+    id: i64,
+    org_id: i64,
+    modal: &str,
+    form: PatientForm,
+    errors: FormErrors,
+) -> Result<HttpResponse, AppError> {
+    let page = show_page(c, state, id, Some(org_id), modal.into(), Some(form), errors).await?;
+    Ok(render_status(StatusCode::BAD_REQUEST, page))
+}
+
 async fn show(
     c: Console,
     state: web::Data<AppState>,
@@ -198,17 +212,7 @@ async fn update(
         Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_))) => Err(e),
         Err(e) => {
             let errors = FormErrors::from_error(e)?;
-            let page = show_page(
-                &c,
-                &state,
-                id,
-                Some(org_id),
-                "edit".into(),
-                Some(form),
-                errors,
-            )
-            .await?;
-            Ok(render_status(StatusCode::BAD_REQUEST, page))
+            again(&c, &state, id, org_id, "edit", form, errors).await
         }
     }
 }
@@ -357,17 +361,7 @@ async fn change_email(
                 email: f.email.clone(),
                 ..PatientForm::default()
             };
-            let page = show_page(
-                &c,
-                &state,
-                id,
-                Some(org_id),
-                "email".into(),
-                Some(form),
-                errors,
-            )
-            .await?;
-            Ok(render_status(StatusCode::BAD_REQUEST, page))
+            again(&c, &state, id, org_id, "email", form, errors).await
         }
     }
 }

@@ -75,7 +75,10 @@ mod tests {
 
     #[test]
     fn tag_names_are_tidied_and_bounded() {
-        assert_eq!(clean_name("  baseline   done ").unwrap(), "baseline done");
+        assert_eq!(
+            clean_name("  baseline   done ").expect("valid"),
+            "baseline done"
+        );
         assert!(clean_name("   ").is_err());
         assert!(clean_name(&"x".repeat(41)).is_err());
     }

@@ -63,81 +63,61 @@ pub struct ListFilter {
     pub invited: Option<Invited>,
 }
 
-type Boxed = patients::BoxedQuery<'static, MultiBackend>;
+type Links = patient_organizations::BoxedQuery<'static, MultiBackend>;
 
-fn filtered(f: &ListFilter) -> Boxed {
-    let orgs = f.org_ids.clone();
-    let mut q = patients::table.into_boxed();
+/// The link rows a list is made of: links to the filter's organizations, narrowed by every
+/// other condition on the linked patient. The one place list filters are written.
+fn links(f: &ListFilter, matched: Option<&[i64]>) -> Links {
+    use patient_organizations as po;
+    let mut q = po::table
+        .filter(po::organization_id.eq_any(f.org_ids.clone()))
+        .into_boxed();
     q = match f.archived {
-        Archived::Active => q.filter(exists(
-            patient_organizations::table
-                .filter(patient_organizations::patient_id.eq(patients::id))
-                .filter(patient_organizations::organization_id.eq_any(orgs))
-                .filter(patient_organizations::archived_at.is_null()),
-        )),
-        Archived::Archived => q.filter(exists(
-            patient_organizations::table
-                .filter(patient_organizations::patient_id.eq(patients::id))
-                .filter(patient_organizations::organization_id.eq_any(orgs))
-                .filter(patient_organizations::archived_at.is_not_null()),
-        )),
-        Archived::All => q.filter(exists(
-            patient_organizations::table
-                .filter(patient_organizations::patient_id.eq(patients::id))
-                .filter(patient_organizations::organization_id.eq_any(orgs)),
-        )),
+        Archived::Active => q.filter(po::archived_at.is_null()),
+        Archived::Archived => q.filter(po::archived_at.is_not_null()),
+        Archived::All => q,
     };
-    for (i, t) in f.terms.iter().enumerate() {
-        let (lo, hi) = (t.clone(), search::prefix_end(t));
-        q = if i == 0 {
-            // The most selective term drives the query from the term index.
-            q.filter(
-                patients::id.eq_any(
-                    patient_search_terms::table
-                        .select(patient_search_terms::patient_id)
-                        .filter(patient_search_terms::term.ge(lo))
-                        .filter(patient_search_terms::term.lt(hi)),
-                ),
-            )
-        } else {
-            q.filter(exists(
-                patient_search_terms::table
-                    .filter(patient_search_terms::patient_id.eq(patients::id))
-                    .filter(patient_search_terms::term.ge(lo))
-                    .filter(patient_search_terms::term.lt(hi)),
-            ))
-        };
+    if let Some(ids) = matched {
+        q = q.filter(po::patient_id.eq_any(ids.to_vec()));
+    }
+    // Only when a search was too broad to resolve through the term index first.
+    for t in &f.terms {
+        q = q.filter(exists(
+            patient_search_terms::table
+                .filter(patient_search_terms::patient_id.eq(po::patient_id))
+                .filter(patient_search_terms::term.ge(t.clone()))
+                .filter(patient_search_terms::term.lt(search::prefix_end(t))),
+        ));
     }
     if let Some(id) = f.patient_id {
-        q = q.filter(patients::id.eq(id));
+        q = q.filter(po::patient_id.eq(id));
     }
     if let Some(v) = &f.identifier_value {
         q = q.filter(exists(
             patient_identifiers::table
-                .filter(patient_identifiers::patient_id.eq(patients::id))
+                .filter(patient_identifiers::patient_id.eq(po::patient_id))
                 .filter(patient_identifiers::value.eq(v.clone())),
         ));
     }
     if let Some(s) = f.study_id {
         q = q.filter(exists(
             study_patients::table
-                .filter(study_patients::patient_id.eq(patients::id))
+                .filter(study_patients::patient_id.eq(po::patient_id))
                 .filter(study_patients::study_id.eq(s)),
         ));
     }
     if let Some(t) = f.tag_id {
         q = q.filter(exists(
             patient_tags::table
-                .filter(patient_tags::patient_id.eq(patients::id))
+                .filter(patient_tags::patient_id.eq(po::patient_id))
                 .filter(patient_tags::tag_id.eq(t)),
         ));
     }
     if let Some(state) = f.invited {
-        let orgs = f.org_ids.clone();
         let mine = || {
             invitations::table
-                .filter(invitations::patient_id.eq(patients::id))
-                .filter(invitations::organization_id.eq_any(orgs.clone()))
+                .filter(invitations::patient_id.eq(po::patient_id))
+                .filter(invitations::organization_id.eq(po::organization_id))
         };
         let t = crate::util::now();
         let open = ["issued", "reissued"];
@@ -185,38 +165,47 @@ pub fn list(
             f.terms.clear();
         }
     }
-    if f.org_ids.len() == 1 && f.terms.is_empty() {
-        return list_in_org(conn, &f, matched, sort, offset, limit);
+    if f.org_ids.len() == 1 {
+        return list_in_org(conn, &f, matched.as_deref(), sort, offset, limit);
     }
-    let mut q = filtered(&f);
-    if let Some(ids) = &matched {
-        q = q.filter(patients::id.eq_any(ids.clone()));
-    }
-    let total = if matched.is_some() {
-        let mut c = filtered(&f);
-        if let Some(ids) = &matched {
-            c = c.filter(patients::id.eq_any(ids.clone()));
-        }
-        c.count().get_result(conn)?
-    } else {
-        count(conn, &f)?
+    // Several organizations: a patient linked to two of them is listed once. Its sort keys
+    // are the same on each of its links, so DISTINCT over (patient, key) keeps one row.
+    use patient_organizations as po;
+    let m = matched.as_deref();
+    let total: i64 = links(&f, m)
+        .select(diesel::dsl::count(po::patient_id).aggregate_distinct())
+        .first(conn)?;
+    let ids: Vec<i64> = match sort {
+        Sort::FamilyName => links(&f, m)
+            .select((po::patient_id, po::sort_name))
+            .distinct()
+            .order((po::sort_name.asc(), po::patient_id.asc()))
+            .offset(offset)
+            .limit(limit)
+            .load::<(i64, String)>(conn)?
+            .into_iter()
+            .map(|r| r.0)
+            .collect(),
+        Sort::BirthDate => links(&f, m)
+            .select((po::patient_id, po::birth_date))
+            .distinct()
+            .order((po::birth_date.asc(), po::patient_id.asc()))
+            .offset(offset)
+            .limit(limit)
+            .load::<(i64, Option<chrono::NaiveDate>)>(conn)?
+            .into_iter()
+            .map(|r| r.0)
+            .collect(),
+        // Ids grow with creation: newest first without a per-organization date.
+        Sort::Added => links(&f, m)
+            .select(po::patient_id)
+            .distinct()
+            .order(po::patient_id.desc())
+            .offset(offset)
+            .limit(limit)
+            .load(conn)?,
     };
-    let q = q.select(Patient::as_select());
-    let q = match sort {
-        Sort::FamilyName => q.order((
-            patients::name_family.asc(),
-            patients::name_given.asc(),
-            patients::id.asc(),
-        )),
-        Sort::BirthDate => q.order((
-            patients::birth_date.is_null().asc(),
-            patients::birth_date.asc(),
-            patients::id.asc(),
-        )),
-        Sort::Added => q.order((patients::created_at.desc(), patients::id.desc())),
-    };
-    let rows = q.offset(offset).limit(limit).load(conn)?;
-    Ok((rows, total))
+    Ok((load_in_order(conn, &ids)?, total))
 }
 
 /// Above this many matches a search is broad enough that walking the list is cheaper.
@@ -274,87 +263,24 @@ fn term_matches(conn: &mut DbConnection, terms: &[String]) -> AppResult<Option<V
 fn list_in_org(
     conn: &mut DbConnection,
     f: &ListFilter,
-    matched: Option<Vec<i64>>,
+    matched: Option<&[i64]>,
     sort: Sort,
     offset: i64,
     limit: i64,
 ) -> AppResult<(Vec<Patient>, i64)> {
     use patient_organizations as po;
-    let links = || {
-        let mut q = po::table
-            .filter(po::organization_id.eq(f.org_ids[0]))
-            .into_boxed::<MultiBackend>();
-        q = match f.archived {
-            Archived::Active => q.filter(po::archived_at.is_null()),
-            Archived::Archived => q.filter(po::archived_at.is_not_null()),
-            Archived::All => q,
-        };
-        if let Some(ids) = &matched {
-            q = q.filter(po::patient_id.eq_any(ids.clone()));
-        }
-        if let Some(id) = f.patient_id {
-            q = q.filter(po::patient_id.eq(id));
-        }
-        if let Some(v) = &f.identifier_value {
-            q = q.filter(exists(
-                patient_identifiers::table
-                    .filter(patient_identifiers::patient_id.eq(po::patient_id))
-                    .filter(patient_identifiers::value.eq(v.clone())),
-            ));
-        }
-        if let Some(s) = f.study_id {
-            q = q.filter(exists(
-                study_patients::table
-                    .filter(study_patients::patient_id.eq(po::patient_id))
-                    .filter(study_patients::study_id.eq(s)),
-            ));
-        }
-        if let Some(t) = f.tag_id {
-            q = q.filter(exists(
-                patient_tags::table
-                    .filter(patient_tags::patient_id.eq(po::patient_id))
-                    .filter(patient_tags::tag_id.eq(t)),
-            ));
-        }
-        if let Some(state) = f.invited {
-            let org = f.org_ids[0];
-            let mine = || {
-                invitations::table
-                    .filter(invitations::patient_id.eq(po::patient_id))
-                    .filter(invitations::organization_id.eq(org))
-            };
-            let t = crate::util::now();
-            let open = ["issued", "reissued"];
-            q = match state {
-                Invited::Never => q.filter(not(exists(mine()))),
-                Invited::Redeemed => {
-                    q.filter(exists(mine().filter(invitations::status.eq("redeemed"))))
-                }
-                Invited::Issued => q.filter(exists(
-                    mine()
-                        .filter(invitations::status.eq_any(open))
-                        .filter(invitations::expires_at.gt(t)),
-                )),
-                Invited::Expired => q.filter(exists(
-                    mine()
-                        .filter(invitations::status.eq_any(open))
-                        .filter(invitations::expires_at.le(t)),
-                )),
-            };
-        }
-        q
-    };
     if matched.is_some() {
         // A search matched a small set: sort it here. Asking SQL for the first rows in sort
         // order would walk the whole organization's index looking for them.
-        let mut keyed: Vec<(i64, String, Option<chrono::NaiveDate>, NaiveDateTime)> = links()
-            .select((
-                po::patient_id,
-                po::sort_name,
-                po::birth_date,
-                po::created_at,
-            ))
-            .load(conn)?;
+        let mut keyed: Vec<(i64, String, Option<chrono::NaiveDate>, NaiveDateTime)> =
+            links(f, matched)
+                .select((
+                    po::patient_id,
+                    po::sort_name,
+                    po::birth_date,
+                    po::created_at,
+                ))
+                .load(conn)?;
         match sort {
             Sort::FamilyName => keyed.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0))),
             Sort::BirthDate => keyed.sort_by_key(|k| (k.2, k.0)),
@@ -369,17 +295,18 @@ fn list_in_org(
             .collect();
         return Ok((load_in_order(conn, &ids)?, total));
     }
-    let plain = f.patient_id.is_none()
+    let plain = f.terms.is_empty()
+        && f.patient_id.is_none()
         && f.identifier_value.is_none()
         && f.study_id.is_none()
         && f.tag_id.is_none()
         && f.invited.is_none();
     let total = if plain {
-        count(conn, f)?
+        kept_count(conn, f.org_ids[0], f.archived)?
     } else {
-        links().count().get_result(conn)?
+        links(f, None).count().get_result(conn)?
     };
-    let page = links().select(po::patient_id);
+    let page = links(f, None).select(po::patient_id);
     let page = match sort {
         Sort::FamilyName => page.order((po::sort_name.asc(), po::patient_id.asc())),
         Sort::BirthDate => page.order((po::birth_date.asc(), po::patient_id.asc())),
@@ -387,6 +314,22 @@ fn list_in_org(
     };
     let ids: Vec<i64> = page.offset(offset).limit(limit).load(conn)?;
     Ok((load_in_order(conn, &ids)?, total))
+}
+
+/// One organization's total, as the database keeps it by trigger: no rows are counted.
+fn kept_count(conn: &mut DbConnection, org_id: i64, archived: Archived) -> AppResult<i64> {
+    use crate::db::schema::organization_patient_counts as counts;
+    let (active, archived_n): (i64, i64) = counts::table
+        .find(org_id)
+        .select((counts::active, counts::archived))
+        .first(conn)
+        .optional()?
+        .unwrap_or((0, 0));
+    Ok(match archived {
+        Archived::Active => active,
+        Archived::Archived => archived_n,
+        Archived::All => active + archived_n,
+    })
 }
 
 fn load_in_order(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Patient>> {
@@ -408,30 +351,4 @@ pub fn sort_birth(d: Option<chrono::NaiveDate>) -> chrono::NaiveDate {
 /// How a patient sorts in lists: the name, folded for case and accents.
 pub fn sort_name(family: &str, given: &str) -> String {
     search::fold(&format!("{} {}", family.trim(), given.trim()))
-}
-
-fn count(conn: &mut DbConnection, f: &ListFilter) -> AppResult<i64> {
-    let plain = f.terms.is_empty()
-        && f.patient_id.is_none()
-        && f.identifier_value.is_none()
-        && f.study_id.is_none()
-        && f.tag_id.is_none()
-        && f.invited.is_none()
-        && f.org_ids.len() == 1;
-    if !plain {
-        return Ok(filtered(f).count().get_result(conn)?);
-    }
-    // One organization, no search: the totals the database keeps by trigger.
-    use crate::db::schema::organization_patient_counts as counts;
-    let (active, archived): (i64, i64) = counts::table
-        .find(f.org_ids[0])
-        .select((counts::active, counts::archived))
-        .first(conn)
-        .optional()?
-        .unwrap_or((0, 0));
-    Ok(match f.archived {
-        Archived::Active => active,
-        Archived::Archived => archived,
-        Archived::All => active + archived,
-    })
 }
