@@ -41,24 +41,44 @@ pub fn fold(s: &str) -> String {
 }
 
 /// The words stored for a patient: each whitespace-separated token whole, and its pieces
-/// between punctuation ("jo.smith@example.org" gives that, "jo", "smith", "example", "org").
+/// between punctuation ("smith-jones" gives that, "smith" and "jones"; an e-mail gives its
+/// pieces too). A date gives only itself: its prefix already finds "1980" or "1980-05",
+/// and pieces such as "05" would only make searches wade through everyone.
 pub fn terms<'a>(fields: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
+    let mut add_with_pieces = |token: &str, out: &mut BTreeSet<String>| {
+        out.insert(truncate(token));
+        for part in token.split(|c: char| !c.is_alphanumeric()) {
+            if !part.is_empty() {
+                out.insert(truncate(part));
+            }
+        }
+    };
     for field in fields {
         for token in fold(field).split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
             let token = token.trim_matches(|c: char| !c.is_alphanumeric());
             if token.is_empty() {
                 continue;
             }
-            out.insert(truncate(token));
-            for part in token.split(|c: char| !c.is_alphanumeric()) {
-                if !part.is_empty() {
-                    out.insert(truncate(part));
-                }
+            if is_date(token) {
+                out.insert(truncate(token));
+            } else {
+                add_with_pieces(token, &mut out);
             }
         }
     }
     out
+}
+
+/// YYYY-MM-DD.
+fn is_date(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
 /// Terms are capped so one long value cannot bloat the index.
@@ -110,15 +130,20 @@ mod tests {
             "smith-jones",
             "smith",
             "jones",
+            "john.smith@example.org",
             "example",
             "org",
             "mrn-00123",
             "00123",
             "1980-01-01",
-            "1980",
         ] {
             assert!(t.contains(w), "{w} in {t:?}");
         }
+        // Noise that would match everyone is not stored; prefixes of the whole still match.
+        for w in ["01", "1980"] {
+            assert!(!t.contains(w), "{w} not in {t:?}");
+        }
+        assert!(t.iter().any(|x| x.starts_with("1980")));
     }
 
     #[test]
