@@ -46,7 +46,7 @@ pub fn fold(s: &str) -> String {
 /// and pieces such as "05" would only make searches wade through everyone.
 pub fn terms<'a>(fields: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut add_with_pieces = |token: &str, out: &mut BTreeSet<String>| {
+    let add_with_pieces = |token: &str, out: &mut BTreeSet<String>| {
         out.insert(truncate(token));
         for part in token.split(|c: char| !c.is_alphanumeric()) {
             if !part.is_empty() {
