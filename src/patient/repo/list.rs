@@ -69,9 +69,13 @@ type Links = patient_organizations::BoxedQuery<'static, MultiBackend>;
 /// other condition on the linked patient. The one place list filters are written.
 fn links(f: &ListFilter, matched: Option<&[i64]>) -> Links {
     use patient_organizations as po;
-    let mut q = po::table
-        .filter(po::organization_id.eq_any(f.org_ids.clone()))
-        .into_boxed();
+    let mut q = po::table.into_boxed();
+    // One organization as plain equality: PostgreSQL does not take an index's order from
+    // `= ANY(array)`, even of one element, and would sort the whole organization instead.
+    q = match f.org_ids.as_slice() {
+        [one] => q.filter(po::organization_id.eq(*one)),
+        many => q.filter(po::organization_id.eq_any(many.to_vec())),
+    };
     q = match f.archived {
         Archived::Active => q.filter(po::archived_at.is_null()),
         Archived::Archived => q.filter(po::archived_at.is_not_null()),
