@@ -139,7 +139,3 @@ pub fn field<'a>(
 ) -> Option<&'a serde_json::Value> {
     body.get(camel).or_else(|| body.get(snake))
 }
-
-pub fn created<T: Serialize>(value: &T) -> HttpResponse {
-    HttpResponse::Created().json(value)
-}

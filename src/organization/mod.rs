@@ -35,12 +35,13 @@ pub const ORG_TYPES: &[(&str, &str)] = &[
     ("health-data-aggregator", "Health data aggregator"),
 ];
 
-pub fn type_label(code: &str) -> &str {
+/// The name people read for a type code; unknown codes read as "Other".
+pub fn type_label(code: &str) -> &'static str {
     ORG_TYPES
         .iter()
         .find(|(c, _)| *c == code)
         .map(|(_, l)| *l)
-        .unwrap_or(code)
+        .unwrap_or("Other")
 }
 
 /// A role in one organization. Ordered: a manager may do all a member may, and so on.

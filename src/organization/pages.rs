@@ -49,7 +49,7 @@ fn flatten(nodes: &[TreeNode], out: &mut Vec<TreeRow>) {
     for n in nodes {
         out.push(TreeRow {
             org: n.org.clone(),
-            type_label: type_label_static(&n.org.org_type),
+            type_label: super::type_label(&n.org.org_type),
             role: n.role,
             has_children: !n.children.is_empty(),
             closes: 0,
@@ -61,14 +61,6 @@ fn flatten(nodes: &[TreeNode], out: &mut Vec<TreeRow>) {
             }
         }
     }
-}
-
-fn type_label_static(code: &str) -> &'static str {
-    ORG_TYPES
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map(|(_, l)| *l)
-        .unwrap_or("Other")
 }
 
 /// What the create form holds, for re-showing it after a mistake.
@@ -297,7 +289,7 @@ async fn show_page(
     });
     Ok(ShowPage {
         shell: c.shell(org.name.clone(), "organizations"),
-        type_label: type_label_static(&org.org_type),
+        type_label: super::type_label(&org.org_type),
         org,
         parents,
         children,
