@@ -244,6 +244,7 @@ fn cohort_cmd(data_dir: &std::path::Path) -> Command {
 #[test]
 fn the_cli_makes_admins_and_tokens_and_prints_the_token_alone_on_the_last_line() {
     let dir = temp_dir("cli");
+    let _cleanup = Cleanup(dir.clone());
     let out = cohort_cmd(&dir).arg("migrate").output().unwrap();
     assert!(
         out.status.success(),
@@ -317,6 +318,7 @@ fn the_cli_makes_admins_and_tokens_and_prints_the_token_alone_on_the_last_line()
 #[test]
 fn a_wrong_setting_stops_start_up_naming_the_variable() {
     let dir = temp_dir("badcfg");
+    let _cleanup = Cleanup(dir.clone());
     for (var, value) in [
         ("COHORT_ADDR", "localhost"),
         ("DATABASE_URL", "mysql://x/y"),

@@ -152,6 +152,7 @@ on_both_backends!(a_viewer_cannot_change_an_email, |app: TestApp| async move {
 #[test]
 fn seed_demo_fills_an_organization_that_lists_and_searches() {
     let dir = temp_dir("seed");
+    let _cleanup = Cleanup(dir.clone());
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_cohort"))
             .args(args)

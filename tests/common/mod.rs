@@ -47,6 +47,15 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// Removes a folder when it goes out of scope, also when the test fails.
+pub struct Cleanup(pub PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A fresh PostgreSQL schema for one test, dropped when the test ends.
 pub struct PgSchema {
     pub base_url: String,
@@ -101,6 +110,13 @@ pub struct TestApp {
     pub backend: Backend,
     pub admin_link: Option<String>,
     _pg: Option<PgSchema>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The server may still hold the SQLite file open; on Unix removing it is fine.
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
 }
 
 /// Settings a test adds to the defaults, such as OIDC or SMTP.

@@ -16,6 +16,7 @@ pub struct Browser {
     http: reqwest::Client,
     base: String,
     driver: Child,
+    profile: std::path::PathBuf,
 }
 
 impl Browser {
@@ -37,6 +38,7 @@ impl Browser {
             http: reqwest::Client::new(),
             base: format!("http://127.0.0.1:{port}"),
             driver,
+            profile: super::temp_dir("chromium"),
         };
         let until = Instant::now() + Duration::from_secs(15);
         while b
@@ -49,7 +51,7 @@ impl Browser {
             assert!(Instant::now() < until, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let profile = super::temp_dir("chromium");
+        let profile = b.profile.clone();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -286,8 +288,30 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Best effort: chromedriver ends its browsers when it is killed.
+        // Killing chromedriver leaves Chromium running, orphaned. Ending the session first
+        // makes chromedriver quit the browser. Drop cannot await, so this is plain HTTP
+        // over a std socket; one read of the answer is enough (the socket may stay open).
+        if let Some((host, path)) = self
+            .base
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+            .filter(|(_, path)| path.starts_with("session/"))
+        {
+            use std::io::{Read, Write};
+            if let Ok(mut stream) = std::net::TcpStream::connect(host) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+                let request = format!(
+                    "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                if stream.write_all(request.as_bytes()).is_ok() {
+                    let mut answer = [0u8; 1024];
+                    let _ = stream.read(&mut answer);
+                }
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
