@@ -57,13 +57,14 @@ async fn create(
         state.config.public_url.clone(),
         state.config.invitation_days,
     );
-    let issued = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::issue(conn, &user, &scope, id, send_email, &url, days)
-        })
-        .await?;
+    let issued = organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| super::issue(conn, user, scope, id, send_email, &url, days),
+    )
+    .await?;
     session::put(&c.session, NEW_LINK, &(id, issued.link.clone()));
     let back = format!("/patients/{id}?organization_id={org_id}#invitations");
     if send_email {

@@ -180,6 +180,33 @@ pub fn authorize(
     }
 }
 
+/// One write transaction done as `user` holding at least `needed` in `org_id`: the check
+/// and the work commit together, and the work gets the scope that proves the check.
+pub async fn act<T, F>(
+    db: &crate::db::Db,
+    user: &crate::auth::CurrentUser,
+    org_id: i64,
+    needed: Role,
+    f: F,
+) -> Result<T, AppError>
+where
+    F: FnOnce(
+            &mut crate::db::DbConnection,
+            &crate::auth::CurrentUser,
+            &OrgScope,
+        ) -> Result<T, AppError>
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    let user = user.clone();
+    db.tx(move |conn| {
+        let scope = authorize(conn, &user, org_id, needed)?;
+        f(conn, &user, &scope)
+    })
+    .await
+}
+
 /// Checks a name and type for a new or renamed organization.
 pub fn validate(name: &str, org_type: &str) -> FieldErrors {
     let mut errors = FieldErrors::new();

@@ -292,15 +292,18 @@ async fn create(
             )
         })?;
     let (input, _) = input_from(&body, None)?;
-    let json = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            let id = super::create(conn, &user, &scope, &input)?;
+    let json = organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| {
+            let id = super::create(conn, user, scope, &input)?;
             let p = repo::find(conn, id)?.ok_or_else(|| AppError::not_found("Patient"))?;
-            Ok(to_json(conn, &user, vec![p])?.pop())
-        })
-        .await?;
+            Ok(to_json(conn, user, vec![p])?.pop())
+        },
+    )
+    .await?;
     Ok(HttpResponse::Created().json(json))
 }
 

@@ -90,10 +90,7 @@ async fn bulk(
         f.all_matching,
         f.ids.clone(),
     );
-    let result = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+    let result = organization::act(&state.db, &user, org_id, Role::Member, move |conn, user, scope| {
             let ids: Vec<i64> = if all {
                 let filter = ListFilter {
                     org_ids: vec![org_id],
@@ -118,10 +115,10 @@ async fn bulk(
             }
             let n = ids.len();
             let message = match action.as_str() {
-                "archive" => format!("Archived {} of {}.", super::set_archived_many(conn, &user, &scope, &ids, true)?, patients(n)),
-                "restore" => format!("Restored {} of {}.", super::set_archived_many(conn, &user, &scope, &ids, false)?, patients(n)),
+                "archive" => format!("Archived {} of {}.", super::set_archived_many(conn, user, scope, &ids, true)?, patients(n)),
+                "restore" => format!("Restored {} of {}.", super::set_archived_many(conn, user, scope, &ids, false)?, patients(n)),
                 "add_tag" => {
-                    let (t, added) = tag::apply(conn, &user, &scope, &ids, &tag_name)?;
+                    let (t, added) = tag::apply(conn, user, scope, &ids, &tag_name)?;
                     format!("Tagged {} “{}” ({} had it already).", patients(added), t.name, n - added)
                 }
                 "invite" => {
@@ -129,7 +126,7 @@ async fn bulk(
                     let mut made = Vec::with_capacity(ids.len());
                     for id in &ids {
                         // Patients of another organization are skipped, not an error for the rest.
-                        match crate::invitation::issue(conn, &user, &scope, *id, true, &url, days) {
+                        match crate::invitation::issue(conn, user, scope, *id, true, &url, days) {
                             Ok(issued) => made.push(issued),
                             Err(AppError::NotFound(_)) => {}
                             Err(e) => return Err(e),
@@ -139,7 +136,7 @@ async fn bulk(
                 }
                 "remove_tag" => {
                     let t = tag_id.ok_or_else(|| AppError::invalid("tag_id", "Choose the tag to remove."))?;
-                    format!("Removed the tag from {}.", patients(tag::remove(conn, &user, &scope, &ids, t)?))
+                    format!("Removed the tag from {}.", patients(tag::remove(conn, user, scope, &ids, t)?))
                 }
                 _ => return Err(AppError::invalid("action", "Choose what to do with the selected patients.")),
             };

@@ -415,13 +415,14 @@ async fn create(
     let form = PatientForm::from_pairs(pairs);
     let org_id = org_param(&form.organization_id)?;
     let (user, input) = (c.user.clone(), form.input());
-    let result = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::create(conn, &user, &scope, &input)
-        })
-        .await;
+    let result = organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| super::create(conn, user, scope, &input),
+    )
+    .await;
     match result {
         Ok(id) => Ok(c.done(
             format!(

@@ -197,13 +197,14 @@ async fn update(
     let form = PatientForm::from_pairs(pairs);
     let org_id = org_param(&form.organization_id)?;
     let (user, input) = (c.user.clone(), form.input());
-    let result = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::update(conn, &user, &scope, id, &input, true)
-        })
-        .await;
+    let result = organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| super::update(conn, user, scope, id, &input, true),
+    )
+    .await;
     match result {
         Ok(()) => Ok(c.done(
             "Saved the patient.",
@@ -235,13 +236,14 @@ async fn set_archived(
 ) -> Result<HttpResponse, AppError> {
     let org_id = org_param(org)?;
     let user = c.user.clone();
-    state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::set_archived(conn, &user, &scope, id, archived)
-        })
-        .await?;
+    organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| super::set_archived(conn, user, scope, id, archived),
+    )
+    .await?;
     let msg = if archived {
         "Archived the patient. They are hidden from the list until restored."
     } else {
@@ -277,13 +279,14 @@ async fn remove(
     let id = id.into_inner();
     let org_id = org_param(&f.organization_id)?;
     let user = c.user.clone();
-    let gone = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::remove(conn, &user, &scope, id)
-        })
-        .await?;
+    let gone = organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| super::remove(conn, user, scope, id),
+    )
+    .await?;
     let msg = if gone {
         "Removed the patient. It was their last organization, so their record was deleted."
     } else {
@@ -302,19 +305,22 @@ async fn add_to_organization(
     let org_id = org_param(&f.organization_id)?;
     let user = c.user.clone();
     let email = crate::util::normalize_email(&f.email);
-    state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+    organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| {
             // Knowing the patient's e-mail (their identity here) is what lets a practitioner
             // add a patient they cannot otherwise see; a bare id is not enough.
             let p = repo::find(conn, id)?.filter(|p| p.telecom_email == email);
             if p.is_none() {
                 return Err(AppError::not_found("Patient"));
             }
-            super::add_to_organization(conn, &user, &scope, id)
-        })
-        .await?;
+            super::add_to_organization(conn, user, scope, id)
+        },
+    )
+    .await?;
     Ok(c.done(
         "Added the patient to this organization.",
         &format!("/patients/{id}?organization_id={org_id}"),
@@ -339,13 +345,14 @@ async fn change_email(
     let id = id.into_inner();
     let org_id = org_param(&f.organization_id)?;
     let (user, email, confirmed) = (c.user.clone(), f.email.clone(), f.confirm.is_some());
-    let result = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            super::change_email(conn, &user, &scope, id, &email, confirmed)
-        })
-        .await;
+    let result = organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| super::change_email(conn, user, scope, id, &email, confirmed),
+    )
+    .await;
     match result {
         Ok(()) => Ok(c.done(
             format!(
@@ -384,16 +391,19 @@ async fn add_tag(
     let org_id = org_param(&f.organization_id)?;
     let (user, name) = (c.user.clone(), f.tag.clone());
     let back = format!("/patients/{id}?organization_id={org_id}");
-    let result = state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
+    let result = organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| {
             if !repo::is_linked(conn, id, org_id)? {
                 return Err(AppError::not_found("Patient"));
             }
-            tag::apply(conn, &user, &scope, &[id], &name)
-        })
-        .await;
+            tag::apply(conn, user, scope, &[id], &name)
+        },
+    )
+    .await;
     match result {
         Ok((t, _)) => Ok(c.done(format!("Tagged “{}”.", t.name), &back)),
         Err(AppError::Invalid(fields)) => {
@@ -421,13 +431,14 @@ async fn remove_tag(
     let (id, tag_id) = path.into_inner();
     let org_id = org_param(&f.organization_id)?;
     let user = c.user.clone();
-    state
-        .db
-        .tx(move |conn| {
-            let scope = organization::authorize(conn, &user, org_id, Role::Member)?;
-            tag::remove(conn, &user, &scope, &[id], tag_id)
-        })
-        .await?;
+    organization::act(
+        &state.db,
+        &user,
+        org_id,
+        Role::Member,
+        move |conn, user, scope| tag::remove(conn, user, scope, &[id], tag_id),
+    )
+    .await?;
     Ok(c.done(
         "Removed the tag.",
         &format!("/patients/{id}?organization_id={org_id}"),
