@@ -18,7 +18,9 @@ use crate::config::{Backend, Config};
 use crate::console::{self, errors};
 use crate::db::{self, schema::server_settings, Db, DbConnection};
 use crate::mail::Mail;
-use crate::{audit, invitation, organization, patient, practitioner, profile};
+use crate::{
+    audit, consent, data_source, invitation, organization, patient, practitioner, profile, study,
+};
 
 pub struct AppState {
     pub config: Config,
@@ -237,6 +239,9 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(organization::api::routes)
                     .configure(patient::api::routes)
                     .configure(invitation::api::routes)
+                    .configure(study::api::routes)
+                    .configure(consent::api::routes)
+                    .configure(data_source::api::routes)
                     .default_service(web::to(errors::api_not_found)),
             )
             .service(
@@ -248,6 +253,9 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(organization::pages::routes)
                     .configure(patient::pages::routes)
                     .configure(invitation::pages::routes)
+                    .configure(study::pages::routes)
+                    .configure(consent::pages::routes)
+                    .configure(data_source::pages::routes)
                     .configure(practitioner::pages::routes)
                     .configure(profile::pages::routes)
                     .configure(audit::pages::routes)

@@ -17,7 +17,6 @@ use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
-        .route("/studies", web::get().to(studies_tab))
         .route("/observations", web::get().to(observations));
 }
 
@@ -155,14 +154,6 @@ async fn tab(
         patients,
         studies,
     })
-}
-
-async fn studies_tab(
-    c: Console,
-    state: web::Data<AppState>,
-    q: web::Query<OrgQuery>,
-) -> Result<TabPage, AppError> {
-    tab(c, state, q.into_inner(), "Studies", "/studies", "studies").await
 }
 
 async fn observations(

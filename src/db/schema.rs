@@ -163,6 +163,7 @@ diesel::table! {
         study_id -> BigInt,
         patient_id -> BigInt,
         created_at -> Timestamp,
+        decisions -> BigInt,
     }
 }
 
@@ -178,6 +179,23 @@ diesel::table! {
         reason -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    study_counts (study_id) {
+        study_id -> BigInt,
+        enrolled -> BigInt,
+        responded -> BigInt,
+    }
+}
+
+diesel::table! {
+    study_scope_counts (study_id, codeable_concept_id) {
+        study_id -> BigInt,
+        codeable_concept_id -> BigInt,
+        consented -> BigInt,
+        declined -> BigInt,
     }
 }
 
@@ -297,6 +315,9 @@ diesel::joinable!(study_data_sources -> data_sources (data_source_id));
 diesel::joinable!(study_patients -> studies (study_id));
 diesel::joinable!(study_patients -> patients (patient_id));
 diesel::joinable!(consents -> studies (study_id));
+diesel::joinable!(study_counts -> studies (study_id));
+diesel::joinable!(study_scope_counts -> studies (study_id));
+diesel::joinable!(study_scope_counts -> codeable_concepts (codeable_concept_id));
 diesel::joinable!(consents -> patients (patient_id));
 diesel::joinable!(consents -> codeable_concepts (codeable_concept_id));
 diesel::joinable!(observations -> patients (patient_id));
@@ -343,6 +364,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     study_data_sources,
     study_patients,
     consents,
+    study_counts,
+    study_scope_counts,
     observations,
     clients,
     invitations,

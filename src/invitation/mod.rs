@@ -17,8 +17,13 @@ pub use repo::Invitation;
 
 /// What a person is told about a link, from its stored state and the clock.
 pub fn status(inv: &Invitation, now: NaiveDateTime) -> &'static str {
-    match inv.status.as_str() {
-        "issued" | "reissued" if inv.expires_at <= now => "expired",
+    status_of(&inv.status, inv.expires_at, now)
+}
+
+/// `status` from the stored status and expiry alone.
+pub fn status_of(stored: &str, expires_at: NaiveDateTime, now: NaiveDateTime) -> &'static str {
+    match stored {
+        "issued" | "reissued" if expires_at <= now => "expired",
         "issued" => "issued",
         "reissued" => "reissued",
         "redeemed" => "redeemed",

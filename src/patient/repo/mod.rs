@@ -231,6 +231,21 @@ pub fn is_linked(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppRe
     .get_result(conn)?)
 }
 
+/// Which of these patients the organization holds.
+pub fn linked_among(conn: &mut DbConnection, ids: &[i64], org_id: i64) -> AppResult<Vec<i64>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(5000) {
+        out.extend(
+            patient_organizations::table
+                .filter(patient_organizations::organization_id.eq(org_id))
+                .filter(patient_organizations::patient_id.eq_any(chunk.to_vec()))
+                .select(patient_organizations::patient_id)
+                .load::<i64>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
 pub fn link(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppResult<()> {
     let (family, given, birth): (String, String, Option<chrono::NaiveDate>) = patients::table
         .find(patient_id)

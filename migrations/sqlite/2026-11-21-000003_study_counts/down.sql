@@ -1,0 +1,13 @@
+DROP INDEX idx_consents_study_id_patient_id_cover;
+DROP INDEX idx_study_patients_study_id_patient_id_decisions;
+DROP INDEX idx_invitations_organization_id_patient_id;
+DROP INDEX idx_studies_organization_id_status;
+DROP TRIGGER trg_consents_counts_delete;
+DROP TRIGGER trg_consents_counts_update;
+DROP TRIGGER trg_consents_counts_insert;
+DROP TRIGGER trg_study_patients_counts_delete;
+DROP TRIGGER trg_study_patients_counts_insert;
+DROP TRIGGER trg_studies_counts;
+DROP TABLE study_scope_counts;
+DROP TABLE study_counts;
+ALTER TABLE study_patients DROP COLUMN decisions;
