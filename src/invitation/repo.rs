@@ -96,3 +96,28 @@ pub fn find_by_token(conn: &mut DbConnection, token: &str) -> AppResult<Option<I
         .first(conn)
         .optional()?)
 }
+
+/// The latest invitation from an organization to each of these patients.
+pub fn latest_in_org(
+    conn: &mut DbConnection,
+    org_id: i64,
+    patient_ids: &[i64],
+) -> AppResult<Vec<Invitation>> {
+    let all: Vec<Invitation> = invitations::table
+        .filter(invitations::organization_id.eq(org_id))
+        .filter(invitations::patient_id.eq_any(patient_ids.to_vec()))
+        .select(Invitation::as_select())
+        .order((
+            invitations::patient_id,
+            invitations::created_at.desc(),
+            invitations::id.desc(),
+        ))
+        .load(conn)?;
+    let mut out: Vec<Invitation> = Vec::new();
+    for inv in all {
+        if out.last().is_none_or(|l| l.patient_id != inv.patient_id) {
+            out.push(inv);
+        }
+    }
+    Ok(out)
+}

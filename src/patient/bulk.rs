@@ -38,6 +38,8 @@ struct BulkForm {
     action: String,
     tag: String,
     tag_id: Option<i64>,
+    /// The study to enrol in or remove from.
+    study_id: Option<i64>,
     all_matching: bool,
     ids: Vec<i64>,
 }
@@ -52,11 +54,14 @@ impl BulkForm {
                 archived: get("archived").unwrap_or_default(),
                 tag: get("tag_filter"),
                 invited: get("invited").unwrap_or_default(),
+                study_id: get("study_filter"),
+                consent: get("consent").unwrap_or_default(),
                 ..ListQuery::default()
             },
             action: get("action").unwrap_or_default(),
             tag: get("tag").unwrap_or_default(),
             tag_id: get("tag_id").and_then(|v| v.parse().ok()),
+            study_id: get("bulk_study_id").and_then(|v| v.parse().ok()),
             all_matching: get("all_matching").is_some(),
             ids: pairs
                 .iter()
@@ -83,23 +88,28 @@ async fn bulk(
         state.config.public_url.clone(),
         state.config.invitation_days,
     );
-    let (action, tag_name, tag_id, all, picked) = (
+    let (action, tag_name, tag_id, all, picked, bulk_study) = (
         f.action.clone(),
         f.tag.clone(),
         f.tag_id,
         f.all_matching,
         f.ids.clone(),
+        f.study_id,
     );
     let result = organization::act(&state.db, &user, org_id, Role::Member, move |conn, user, scope| {
             let ids: Vec<i64> = if all {
-                let filter = ListFilter {
-                    org_ids: vec![org_id],
-                    terms: super::search::query_terms(&list.q),
-                    archived: list.archived(),
-                    tag_id: list.tag_id(),
-                    invited: list.invited(),
-                    ..ListFilter::default()
+                let study = match list.study() {
+                    Some(id) => {
+                        let s = crate::study::in_scope(conn, scope, id)?;
+                        let requested = crate::study::repo::scope_requests(conn, &[s.id])?
+                            .into_iter()
+                            .map(|(_, sc)| sc.id)
+                            .collect();
+                        Some((s.id, requested))
+                    }
+                    None => None,
                 };
+                let filter: ListFilter = list.filter(org_id, study);
                 let (rows, total) = repo::list(conn, &filter, Sort::Added, 0, MAX_BULK)?;
                 if total > MAX_BULK {
                     return Err(AppError::BadRequest(format!(
@@ -133,6 +143,17 @@ async fn bulk(
                         }
                     }
                     return Ok(Outcome::Invite(made, n));
+                }
+                "enrol" | "unenrol" => {
+                    let sid = bulk_study.ok_or_else(|| AppError::invalid("study", "Choose the study."))?;
+                    let s = crate::study::in_scope(conn, scope, sid)?;
+                    if action == "enrol" {
+                        let added = crate::study::enrol(conn, user, scope, &s, &ids)?;
+                        format!("Enrolled {} in {} ({} enrolled already).", patients(added), s.name, n - added)
+                    } else {
+                        let removed = crate::study::unenrol(conn, user, scope, &s, &ids)?;
+                        format!("Removed {} from {}, with their consent decisions in it.", patients(removed), s.name)
+                    }
                 }
                 "remove_tag" => {
                     let t = tag_id.ok_or_else(|| AppError::invalid("tag_id", "Choose the tag to remove."))?;
@@ -179,7 +200,9 @@ async fn bulk(
                 e.user_message()
                     .replace("tag: ", "")
                     .replace("action: ", "")
-                    .replace("tag_id: ", ""),
+                    .replace("tag_id: ", "")
+                    .replace("study: ", "")
+                    .replace("patientIds: ", ""),
             );
             Ok(crate::console::see_other(&back))
         }

@@ -49,6 +49,11 @@ pub struct ListQuery {
     /// never, issued, expired or redeemed.
     #[serde(default)]
     pub invited: String,
+    /// The study whose enrolled patients the list shows.
+    pub study_id: Option<String>,
+    /// With a study: consented, declined or pending.
+    #[serde(default)]
+    pub consent: String,
 }
 
 impl ListQuery {
@@ -64,6 +69,30 @@ impl ListQuery {
     }
     pub(super) fn tag_id(&self) -> Option<i64> {
         Self::num(&self.tag)
+    }
+    pub fn study(&self) -> Option<i64> {
+        Self::num(&self.study_id)
+    }
+    /// The filter this list applies in `org_id`; `study` is the selected study of that
+    /// organization (checked by the caller) with its requested scope ids.
+    pub(super) fn filter(&self, org_id: i64, study: Option<(i64, Vec<i64>)>) -> ListFilter {
+        let (study_id, consent) = match study {
+            Some((id, scopes)) => (
+                Some(id),
+                repo::ConsentState::parse(&self.consent).map(|c| (c, scopes)),
+            ),
+            None => (None, None),
+        };
+        ListFilter {
+            org_ids: vec![org_id],
+            terms: super::search::query_terms(&self.q),
+            archived: self.archived(),
+            tag_id: self.tag_id(),
+            invited: self.invited(),
+            study_id,
+            consent,
+            ..ListFilter::default()
+        }
     }
     fn sort(&self) -> Sort {
         match self.sort.as_str() {
@@ -86,6 +115,8 @@ impl ListQuery {
             ("page", self.page.clone().unwrap_or_default()),
             ("tag", self.tag.clone().unwrap_or_default()),
             ("invited", self.invited.clone()),
+            ("study_id", self.study_id.clone().unwrap_or_default()),
+            ("consent", self.consent.clone()),
         ];
         for (k, v) in changes {
             match pairs.iter_mut().find(|(pk, _)| pk == k) {
@@ -102,6 +133,10 @@ pub struct Row {
     pub identifiers: Vec<Identifier>,
     pub archived: bool,
     pub tags: Vec<Tag>,
+    /// With a study selected: (consented, declined, pending) over its requested scopes.
+    pub consent: (i64, i64, i64),
+    /// With a study selected: what became of the latest invitation, if any.
+    pub invitation: Option<&'static str>,
 }
 
 /// The add-patient modal's state: the e-mail step, then a match or the create form.
@@ -138,6 +173,16 @@ pub struct ListPage {
     /// The organization's tags, for the filter and the bulk actions.
     tags: Vec<Tag>,
     max_bulk: i64,
+    /// Every study of the organization, for the selector and bulk enrolment.
+    studies: Vec<crate::study::Study>,
+    /// The selected study, with how many scopes it requests.
+    study: Option<(crate::study::Study, usize)>,
+}
+
+impl ListPage {
+    fn is_study(&self, id: &i64) -> bool {
+        self.q.study() == Some(*id)
+    }
 }
 
 async fn list_page(
@@ -157,23 +202,35 @@ async fn list_page(
     let lookup_email =
         (add.open && !add.searched && !q.email.trim().is_empty()).then(|| q.email.clone());
     let u = user.clone();
-    let (org, options, rows, (total, off), found, tags) = state
+    let (org, options, rows, (total, off), found, tags, (studies, study)) = state
         .db
         .run(move |conn| {
             let user = u;
             let (org, options) = selected_organization(conn, &user, requested)?;
             let Some((org, role)) = org else {
-                return Ok((None, options, Vec::new(), (0, 0), None, Vec::new()));
+                return Ok((
+                    None,
+                    options,
+                    Vec::new(),
+                    (0, 0),
+                    None,
+                    Vec::new(),
+                    (Vec::new(), None),
+                ));
             };
             let scope = organization::authorize(conn, &user, org.id, Role::Viewer)?;
-            let filter = ListFilter {
-                org_ids: vec![org.id],
-                terms: super::search::query_terms(&q2.q),
-                archived: q2.archived(),
-                tag_id: q2.tag_id(),
-                invited: q2.invited(),
-                ..ListFilter::default()
+            let studies = crate::study::repo::all_of(conn, org.id)?;
+            let study = q2
+                .study()
+                .and_then(|id| studies.iter().find(|s| s.id == id).cloned());
+            let requested: Vec<i64> = match &study {
+                Some(s) => crate::study::repo::scope_requests(conn, &[s.id])?
+                    .into_iter()
+                    .map(|(_, sc)| sc.id)
+                    .collect(),
+                None => Vec::new(),
             };
+            let filter = q2.filter(org.id, study.as_ref().map(|s| (s.id, requested.clone())));
             let (mut patients, total) = repo::list(conn, &filter, q2.sort(), off, lim)?;
             // A page past the end (a stale bookmark, a list that shrank) shows the last page.
             let mut off = off;
@@ -184,6 +241,29 @@ async fn list_page(
             let ids: Vec<i64> = patients.iter().map(|p| p.id).collect();
             let mut idents = repo::identifiers(conn, &ids)?;
             let mut tagged = tag::repo::of_patients(conn, &scope, &ids)?;
+            let (decisions, latest) = match &study {
+                Some(s) => (
+                    crate::consent::repo::decisions(conn, s.id, &ids)?,
+                    crate::invitation::repo::latest_in_org(conn, org.id, &ids)?,
+                ),
+                None => (Vec::new(), Vec::new()),
+            };
+            let now = crate::util::now();
+            let consent_of = |pid: i64| {
+                let mine: Vec<_> = decisions
+                    .iter()
+                    .filter(|d| d.patient_id == pid && requested.contains(&d.scope_id))
+                    .collect();
+                let yes = mine.iter().filter(|d| d.consented).count() as i64;
+                let no = mine.len() as i64 - yes;
+                (yes, no, requested.len() as i64 - yes - no)
+            };
+            let invitation_of = |pid: i64| {
+                latest
+                    .iter()
+                    .find(|i| i.patient_id == pid)
+                    .map(|i| crate::invitation::status(i, now))
+            };
             let archived: Vec<i64> = repo::organizations_of(conn, &ids)?
                 .into_iter()
                 .filter(|(_, o, at)| o.id == org.id && at.is_some())
@@ -199,6 +279,8 @@ async fn list_page(
                         mine
                     },
                     archived: archived.contains(&p.id),
+                    consent: consent_of(p.id),
+                    invitation: invitation_of(p.id),
                     tags: {
                         let (mine, rest): (Vec<_>, Vec<_>) =
                             tagged.drain(..).partition(|(pid, _)| *pid == p.id);
@@ -213,7 +295,16 @@ async fn list_page(
                 None => None,
             };
             let tags = tag::repo::list(conn, &scope)?;
-            Ok((Some((org, role)), options, rows, (total, off), found, tags))
+            let chosen = study.map(|s| (s, requested.len()));
+            Ok((
+                Some((org, role)),
+                options,
+                rows,
+                (total, off),
+                found,
+                tags,
+                (studies, chosen),
+            ))
         })
         .await?;
     // Reads ran outside the write lock; only the audit row takes it.
@@ -255,6 +346,8 @@ async fn list_page(
         add,
         tags,
         max_bulk: super::bulk::MAX_BULK,
+        studies,
+        study,
     })
 }
 

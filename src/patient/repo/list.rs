@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use super::super::model::Patient;
 use super::super::search;
 use crate::db::schema::{
-    invitations, patient_identifiers, patient_organizations, patient_search_terms, patient_tags,
-    patients, study_patients,
+    consents, invitations, patient_identifiers, patient_organizations, patient_search_terms,
+    patient_tags, patients, study_patients,
 };
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::AppResult;
@@ -42,6 +42,28 @@ impl Invited {
     }
 }
 
+/// Where a patient stands with the scopes a study requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsentState {
+    /// Every requested scope consented.
+    Consented,
+    /// At least one requested scope declined.
+    Declined,
+    /// At least one requested scope without a decision.
+    Pending,
+}
+
+impl ConsentState {
+    pub fn parse(s: &str) -> Option<ConsentState> {
+        match s {
+            "consented" => Some(ConsentState::Consented),
+            "declined" => Some(ConsentState::Declined),
+            "pending" => Some(ConsentState::Pending),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Sort {
     #[default]
@@ -61,6 +83,8 @@ pub struct ListFilter {
     pub study_id: Option<i64>,
     pub tag_id: Option<i64>,
     pub invited: Option<Invited>,
+    /// With `study_id`: the consent state there, over the study's requested scope ids.
+    pub consent: Option<(ConsentState, Vec<i64>)>,
 }
 
 type Links = patient_organizations::BoxedQuery<'static, MultiBackend>;
@@ -109,6 +133,43 @@ fn links(f: &ListFilter, matched: Option<&[i64]>) -> Links {
                 .filter(study_patients::patient_id.eq(po::patient_id))
                 .filter(study_patients::study_id.eq(s)),
         ));
+    }
+    if let (Some(study), Some((state, scopes))) = (f.study_id, &f.consent) {
+        let decided = |scope: i64| {
+            consents::table
+                .filter(consents::study_id.eq(study))
+                .filter(consents::patient_id.eq(po::patient_id))
+                .filter(consents::codeable_concept_id.eq(scope))
+        };
+        type Cond = Box<
+            dyn BoxableExpression<
+                patient_organizations::table,
+                MultiBackend,
+                SqlType = diesel::sql_types::Bool,
+            >,
+        >;
+        let mut cond: Option<Cond> = None;
+        for s in scopes {
+            let one: Cond = match state {
+                ConsentState::Consented => {
+                    Box::new(exists(decided(*s).filter(consents::consented.eq(true))))
+                }
+                ConsentState::Declined => {
+                    Box::new(exists(decided(*s).filter(consents::consented.eq(false))))
+                }
+                ConsentState::Pending => Box::new(not(exists(decided(*s)))),
+            };
+            cond = Some(match (cond, state) {
+                (None, _) => one,
+                (Some(prev), ConsentState::Consented) => Box::new(prev.and(one)),
+                (Some(prev), _) => Box::new(prev.or(one)),
+            });
+        }
+        // A study that requests nothing has no one in any consent state.
+        q = match cond {
+            Some(c) => q.filter(c),
+            None => q.filter(po::patient_id.lt(0)),
+        };
     }
     if let Some(t) = f.tag_id {
         q = q.filter(exists(

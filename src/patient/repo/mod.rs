@@ -17,7 +17,7 @@ use crate::util::now;
 
 mod list;
 
-pub use list::{list, sort_birth, sort_name, Archived, Invited, ListFilter, Sort};
+pub use list::{list, sort_birth, sort_name, Archived, ConsentState, Invited, ListFilter, Sort};
 
 pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Patient>> {
     Ok(patients::table
