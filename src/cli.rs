@@ -16,9 +16,11 @@ Commands:
   token create --email E [--label L]     Print a new personal API token for E (last line)
   token list --email E                   List E's tokens
   token revoke ID|TOKEN                  Revoke a token by its id or its text
-  seed-demo [--patients N] [--organization ID]
+  seed-demo [--patients N] [--organization ID] [--study]
                                          Add N fake patients (default 1000) to an organization
-                                         (default: a new Demo Clinic)
+                                         (default: a new Demo Clinic); --study also makes a
+                                         Demo Study with all of them enrolled, decisions and
+                                         invitations
   help                                   Show this help
 
 Settings come from the environment or a .env file; see .env.example.";
@@ -241,6 +243,7 @@ fn seed_demo(rest: &[&str]) -> i32 {
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return usage("--organization takes an organization id"),
     };
+    let study = rest.contains(&"--study");
     with_db(|conn, _| {
         let mut last = std::time::Instant::now();
         let (org_id, secs) = crate::demo::seed(conn, org, count, |done| {
@@ -249,9 +252,16 @@ fn seed_demo(rest: &[&str]) -> i32 {
                 last = std::time::Instant::now();
             }
         })?;
-        Ok(format!(
+        let mut out = format!(
             "Added {count} patients to organization {org_id} in {secs:.1} s ({:.0} patients/s).",
             count as f64 / secs.max(1e-9)
-        ))
+        );
+        if study {
+            let (study_id, secs) = crate::demo::seed_study(conn, org_id)?;
+            out.push_str(&format!(
+                "\nMade study {study_id} with every patient of organization {org_id} enrolled, in {secs:.1} s."
+            ));
+        }
+        Ok(out)
     })
 }

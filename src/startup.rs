@@ -27,6 +27,8 @@ pub struct AppState {
     pub db: Db,
     pub mail: Mail,
     pub oidc: Option<Oidc>,
+    /// Consent review totals per study, checked against the database on each use.
+    pub review_totals: crate::consent::TotalsCache,
 }
 
 impl AppState {
@@ -172,6 +174,7 @@ impl Application {
             db,
             mail,
             oidc,
+            review_totals: Default::default(),
         });
         let server = server(listener, state.clone())?;
         Ok(Application {

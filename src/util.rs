@@ -74,9 +74,22 @@ pub fn normalize_email(s: &str) -> String {
 
 /// A path we may redirect to after sign-in: local only, never `//host` or a scheme.
 pub fn safe_next(next: Option<&str>) -> String {
+    local_path(next).unwrap_or_else(|| "/organizations".to_string())
+}
+
+/// A path on this site to send a browser back to; None for anything a browser could read as
+/// another site (`//host`, `/\\host`, a scheme) or with control characters it would strip.
+pub fn local_path(next: Option<&str>) -> Option<String> {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/organizations".to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            Some(n.to_string())
+        }
+        _ => None,
     }
 }
 

@@ -149,3 +149,175 @@ async fn a_member_finds_or_creates_a_patient_copies_an_invitation_link_and_tags_
         .screenshot(&std::env::temp_dir().join("cohort-shots/patients.png"))
         .await;
 }
+
+#[actix_web::test]
+async fn a_member_filters_the_consent_review_records_a_decision_and_exports_it() {
+    use cohort::study::{Status, ValidStudy};
+    let Some(app) = spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (uid, pid) = app.practitioner("member@example.org", false);
+    let org = app.org("North Clinic", 0, &[(pid, "member")]);
+    let token = app.token(uid);
+    // Sleep requests blood pressure (2) and heart rate (4); Bell declined heart rate, Dunn
+    // has not decided anything yet.
+    let (bp, hr) = (2, 4);
+    let mut people = Vec::new();
+    for (family, given) in [("Ames", "Ada"), ("Bell", "Ben"), ("Dunn", "Dee")] {
+        let email = format!("{}@example.org", given.to_lowercase());
+        people.push(api_patient(&app, &token, org, &email, family, given).await);
+    }
+    let (ada, ben, dee) = (people[0], people[1], people[2]);
+    let study = {
+        let mut c = app.conn();
+        let s = ValidStudy {
+            name: "Sleep".into(),
+            description: "Nightly readings.".into(),
+            icon_url: None,
+            status: Status::Active,
+        };
+        let id = cohort::study::repo::insert(&mut c, org, &s).unwrap();
+        cohort::study::repo::add_scope_request(&mut c, id, bp).unwrap();
+        cohort::study::repo::add_scope_request(&mut c, id, hr).unwrap();
+        cohort::study::repo::enrol(&mut c, id, &people).unwrap();
+        for (patient, scope, consented) in [(ada, bp, true), (ada, hr, true), (ben, bp, true)] {
+            cohort::consent::repo::set(&mut c, id, patient, scope, consented, uid, Some("paper"))
+                .unwrap();
+        }
+        cohort::consent::repo::set(&mut c, id, ben, hr, false, uid, Some("paper")).unwrap();
+        id
+    };
+    let secret = {
+        let mut c = app.conn();
+        cohort::auth::code::create_link(&mut c, uid).unwrap()
+    };
+    browser.goto(&app.at(&format!("/auth/link/{secret}"))).await;
+    browser.goto(&app.at(&format!("/studies/{study}"))).await;
+    assert_eq!(browser.text("h1").await, "Sleep Active");
+    let everyone = browser.text("table.matrix tbody").await;
+    assert!(
+        everyone.contains("Ames") && everyone.contains("Dunn"),
+        "{everyone}"
+    );
+
+    // Declined only: choose it in the filter and press Show.
+    browser.click("#f-only option[value=declined]").await;
+    browser
+        .click("#review form[method=get] button[type=submit]")
+        .await;
+    browser
+        .wait_for("#review a[href$='consents.csv?only=declined']")
+        .await;
+    assert!(browser.current_url().await.contains("only=declined"));
+    let declined = browser.text("table.matrix tbody").await;
+    assert!(
+        declined.contains("Bell") && declined.contains('✗'),
+        "{declined}"
+    );
+    assert!(
+        !declined.contains("Ames") && !declined.contains("Dunn"),
+        "{declined}"
+    );
+
+    // Pending only, then Dunn's "Record decision".
+    browser.click("#f-only option[value=pending]").await;
+    browser
+        .click("#review form[method=get] button[type=submit]")
+        .await;
+    browser
+        .wait_for("#review a[href$='consents.csv?only=pending']")
+        .await;
+    let pending = browser.text("table.matrix tbody").await;
+    assert!(
+        pending.contains("Dunn") && !pending.contains("Ames"),
+        "{pending}"
+    );
+    browser
+        .click(&format!(
+            "a[href='/studies/{study}?modal=record&patient={dee}']"
+        ))
+        .await;
+    browser.wait_for("[role=dialog]").await;
+    assert_eq!(
+        browser.text("#modal-title").await,
+        "Record a decision for Dee Dunn"
+    );
+    browser.click(&format!("#d-{hr}-consent")).await;
+    browser
+        .fill("#f-reason", "consented by phone 2026-11-02")
+        .await;
+    browser.keys("\u{E007}").await; // Enter in the reason field submits
+    browser
+        .wait_for_text(".flash-success", "Recorded 1 decision")
+        .await;
+    let row = browser.text("table.matrix tbody tr:nth-child(3)").await;
+    assert!(row.contains("Dunn") && row.contains('✓'), "{row}");
+    assert!(
+        row.contains("pending"),
+        "blood pressure is still pending: {row}"
+    );
+    let _ = std::fs::create_dir_all(std::env::temp_dir().join("cohort-shots"));
+    browser
+        .screenshot(&std::env::temp_dir().join("cohort-shots/consent-review.png"))
+        .await;
+
+    // The Export CSV link, fetched with the browser's own session.
+    let csv = browser
+        .execute_async(
+            "const a = document.querySelector('#review a[download]');
+             fetch(a.href).then(r => r.text().then(body => arguments[0]({
+               href: a.getAttribute('href'), type: r.headers.get('content-type'),
+               disposition: r.headers.get('content-disposition'), body })),
+               e => arguments[0]({error: String(e)}));",
+        )
+        .await;
+    assert_eq!(
+        csv["href"].as_str(),
+        Some(format!("/studies/{study}/consents.csv").as_str())
+    );
+    let kind = csv["type"].as_str().unwrap_or_default();
+    assert!(kind.starts_with("text/csv"), "{csv}");
+    let disposition = csv["disposition"].as_str().unwrap_or_default();
+    assert!(disposition.starts_with("attachment;"), "{csv}");
+    let when = {
+        use cohort::db::schema::consents as cs;
+        use diesel::prelude::*;
+        let mine = cs::study_id.eq(study).and(cs::patient_id.eq(dee));
+        let at: chrono::NaiveDateTime = cs::table
+            .filter(mine.and(cs::codeable_concept_id.eq(hr)))
+            .select(cs::consented_at)
+            .first(&mut *app.conn())
+            .unwrap();
+        at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    };
+    let body = csv["body"].as_str().unwrap_or_default();
+    let want = format!("{dee},Dunn,Dee,,dee@example.org,pending,,consented,{when}");
+    assert!(body.lines().any(|l| l == want), "{want} not in:\n{body}");
+    assert_eq!(body.lines().count(), 4, "a header and three patients");
+}
+
+/// A patient made through the API with a personal token.
+async fn api_patient(
+    app: &TestApp,
+    token: &str,
+    org: i64,
+    email: &str,
+    family: &str,
+    given: &str,
+) -> i64 {
+    let body = serde_json::json!({"organizationId": org, "telecomEmail": email,
+        "nameFamily": family, "nameGiven": given});
+    let res = script()
+        .post(app.at("/api/v1/patients"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let out: serde_json::Value = res.json().await.unwrap();
+    out["id"].as_i64().unwrap()
+}

@@ -21,7 +21,45 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/patients/{id}/consents", web::get().to(show))
         .route("/patients/{id}/consents", web::post().to(record))
         .route("/patients/{id}/consents", web::patch().to(record))
-        .route("/patients/{id}/consents", web::delete().to(clear));
+        .route("/patients/{id}/consents", web::delete().to(clear))
+        .route("/studies/{id}/consent_totals", web::get().to(totals));
+}
+
+/// The consent review's totals as JSON: per scope and overall, response rate, invitations.
+async fn totals(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let t = state
+        .db
+        .run(move |conn| {
+            let (s, _) = study::authorize(conn, &user, id, Role::Viewer)?;
+            let requested: Vec<Scope> = study::repo::scope_requests(conn, &[s.id])?
+                .into_iter()
+                .map(|(_, sc)| sc)
+                .collect();
+            super::totals(conn, &s, &requested)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "enrolled": t.enrolled,
+        "scopes": t.scopes.iter().map(|st| serde_json::json!({
+            "code": ScopeJson::from(&st.scope),
+            "consented": st.consented,
+            "declined": st.declined,
+            "pending": st.pending,
+        })).collect::<Vec<_>>(),
+        "consented": t.consented,
+        "declined": t.declined,
+        "pending": t.pending,
+        "responded": t.responded,
+        "invited": t.invited,
+        "invitedResponded": t.invited_responded,
+        "responseRate": t.response_rate(),
+        "invitations": {"issued": t.issued, "redeemed": t.redeemed, "expired": t.expired, "open": t.open},
+    })))
 }
 
 #[derive(Serialize)]

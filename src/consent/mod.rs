@@ -185,8 +185,9 @@ pub struct Totals {
     pub invited: i64,
     /// Of those invited, how many responded.
     pub invited_responded: i64,
-    /// Invitations to enrolled patients, by what became of them.
+    /// Invitation links the study's organization issued to its enrolled patients.
     pub issued: i64,
+    /// Invited patients, by what became of their latest link.
     pub redeemed: i64,
     pub expired: i64,
     pub open: i64,
@@ -229,9 +230,8 @@ pub fn scope_totals(
         .collect())
 }
 
-/// Every total of the review. Decision counts come from counters; invitations are matched
-/// to enrolments in one ordered walk over each, so the cost grows with the study, not with
-/// the product of the two.
+/// Every total of the review. Decision counts come from counters; response and invitation
+/// figures from one walk over the study's enrolments, which carry their latest invitation.
 pub fn totals(
     conn: &mut DbConnection,
     study: &Study,
@@ -248,33 +248,53 @@ pub fn totals(
         scopes,
         ..Totals::default()
     };
-    let enrolments = repo::enrolment_decisions(conn, study.id)?;
-    let invites = repo::org_invitations(conn, study.organization_id)?;
-    let now = crate::util::now();
-    let mut e = enrolments.iter().peekable();
-    let mut last_counted = None;
-    for (pid, status, expires_at) in &invites {
-        while e.next_if(|(p, _)| p < pid).is_some() {}
-        let Some((p, decisions)) = e.peek() else {
-            break;
-        };
-        if p != pid {
-            continue;
-        }
-        t.issued += 1;
-        match crate::invitation::status_of(status, *expires_at, now) {
-            "redeemed" => t.redeemed += 1,
-            "expired" => t.expired += 1,
-            "issued" | "reissued" => t.open += 1,
-            _ => {}
-        }
-        if last_counted != Some(*pid) {
-            last_counted = Some(*pid);
-            t.invited += 1;
-            if *decisions > 0 {
-                t.invited_responded += 1;
+    let (invited, invited_responded, issued, redeemed, open, expired) =
+        repo::invitation_totals(conn, study.id, crate::util::now())?;
+    t.invited = invited;
+    t.invited_responded = invited_responded;
+    t.issued = issued;
+    t.redeemed = redeemed;
+    t.open = open;
+    t.expired = expired;
+    Ok(t)
+}
+
+/// What a cached total was computed from: the study's change stamp, the minute (links
+/// expire with time) and the requested scopes.
+type Stamp = (i64, i64, Vec<i64>);
+
+/// The review's totals per study, kept until the database says they changed. Every
+/// instance keeps its own and checks the study's change stamp in the database on each use,
+/// so instances behind a load balancer never show stale figures; only a link's expiry can
+/// show up to a minute late.
+#[derive(Default)]
+pub struct TotalsCache(std::sync::Mutex<std::collections::HashMap<i64, (Stamp, Totals)>>);
+
+impl TotalsCache {
+    pub fn totals(
+        &self,
+        conn: &mut DbConnection,
+        study: &Study,
+        requested: &[Scope],
+    ) -> Result<Totals, AppError> {
+        let stamp: Stamp = (
+            repo::changes(conn, study.id)?,
+            crate::util::now().and_utc().timestamp() / 60,
+            requested.iter().map(|s| s.id).collect(),
+        );
+        if let Some((s, t)) = self.lock().get(&study.id) {
+            if *s == stamp {
+                return Ok(t.clone());
             }
         }
+        let t = totals(conn, study, requested)?;
+        self.lock().insert(study.id, (stamp, t.clone()));
+        Ok(t)
     }
-    Ok(t)
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, (Stamp, Totals)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }

@@ -53,39 +53,36 @@ pub fn review(
     s: &Study,
     requested: &[Scope],
     q: &ShowQuery,
+    cache: &super::TotalsCache,
 ) -> Result<Review, AppError> {
-    let totals = super::totals(conn, s, requested)?;
-    let columns: Vec<Scope> = match q.scope_id() {
+    let totals = cache.totals(conn, s, requested)?;
+    // A bookmarked scope the study no longer requests reads as "all requested".
+    let chosen = q
+        .scope_id()
+        .filter(|id| requested.iter().any(|r| r.id == *id));
+    let columns: Vec<Scope> = match chosen {
         Some(id) => requested.iter().filter(|r| r.id == id).cloned().collect(),
         None => requested.to_vec(),
     };
-    let column_ids: Vec<i64> = columns.iter().map(|c| c.id).collect();
-    let only = Only::parse(&q.only);
+    let filter = super::repo::Filter {
+        only: Only::parse(&q.only),
+        scope: q
+            .scope_id()
+            .filter(|id| requested.iter().any(|r| r.id == *id)),
+        requested: requested.len() as i64,
+    };
+    let only = filter.only;
     let mut paging = Paging::new(
         q.page.as_deref().and_then(|p| p.parse().ok()),
         q.page_size.as_deref().and_then(|p| p.parse().ok()),
         &PAGE_SIZES,
     );
-    let (mut patients, total) = super::repo::page(
-        conn,
-        s.id,
-        only,
-        &column_ids,
-        paging.offset(),
-        paging.page_size,
-    )?;
+    let (mut patients, total) =
+        super::repo::page(conn, s.id, filter, paging.offset(), paging.page_size)?;
     paging.total = total;
     if patients.is_empty() && total > 0 && paging.page > 1 {
         paging.page = paging.pages();
-        patients = super::repo::page(
-            conn,
-            s.id,
-            only,
-            &column_ids,
-            paging.offset(),
-            paging.page_size,
-        )?
-        .0;
+        patients = super::repo::page(conn, s.id, filter, paging.offset(), paging.page_size)?.0;
     }
     let ids: Vec<i64> = patients.iter().map(|p| p.id).collect();
     let mut decided: BTreeMap<(i64, i64), (bool, NaiveDateTime)> = BTreeMap::new();
@@ -178,7 +175,9 @@ fn csv_field(out: &mut String, v: &str) {
 }
 
 /// Rows per database read while streaming the export.
-const EXPORT_SLICE: i64 = 5000;
+const EXPORT_SLICE: usize = 5000;
+/// Slices read at once: one per core of a small server.
+const EXPORT_PARALLEL: usize = 2;
 
 /// The matrix as CSV, streamed a slice at a time: one row per enrolled patient, two columns
 /// (decision, time) per scope.
@@ -195,21 +194,29 @@ async fn export(
         .as_deref()
         .and_then(|s| s.trim().parse::<i64>().ok());
     let only = Only::parse(&q.only);
-    let (s, columns) = state
+    let (s, columns, filter) = state
         .db
         .tx(move |conn| {
             let (s, scope) = study::authorize(conn, &user, id, Role::Viewer)?;
             let requested: Vec<Scope> = study::repo::scope_requests(conn, &[s.id])?
                 .into_iter()
                 .map(|(_, sc)| sc)
-                .filter(|sc| scope_filter.is_none_or(|f| f == sc.id))
+                .collect();
+            let filter = super::repo::Filter {
+                only,
+                scope: scope_filter.filter(|f| requested.iter().any(|r| r.id == *f)),
+                requested: requested.len() as i64,
+            };
+            let requested: Vec<Scope> = requested
+                .into_iter()
+                .filter(|sc| filter.scope.is_none_or(|f| f == sc.id))
                 .collect();
             Audit::by(&user, "consent.export")
                 .object("study", s.id)
                 .org(scope.org_id())
                 .detail(serde_json::json!({"only": q.only, "scope": scope_filter}))
                 .record(conn)?;
-            Ok((s, requested))
+            Ok((s, requested, filter))
         })
         .await?;
     let mut head = String::from("patient_id,family_name,given_name,birth_date,email");
@@ -228,39 +235,58 @@ async fn export(
         if tx.send(Ok(web::Bytes::from(head))).await.is_err() {
             return;
         }
-        let mut after = 0i64;
+        let ids = match db
+            .run(move |conn| super::repo::export_ids(conn, study_id, filter))
+            .await
+        {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        // Slices are read and written on blocking threads two at a time, and sent in order.
+        let mut slices = ids
+            .chunks(EXPORT_SLICE)
+            .map(<[i64]>::to_vec)
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut running = std::collections::VecDeque::new();
         loop {
-            let cols = column_ids.clone();
-            let slice = db
-                .run(move |conn| {
-                    let people = super::repo::export_slice(
-                        conn,
-                        study_id,
-                        only,
-                        &cols,
-                        after,
-                        EXPORT_SLICE,
-                    )?;
-                    let (Some(first), Some(last)) = (people.first(), people.last()) else {
-                        return Ok(None);
-                    };
-                    let decisions =
-                        super::repo::decisions_between(conn, study_id, first.id, last.id)?;
-                    Ok(Some((render_slice(&people, &decisions, &cols), last.id)))
-                })
-                .await;
-            match slice {
-                Ok(Some((bytes, last))) => {
-                    after = last;
-                    if tx.send(Ok(bytes)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(e) => {
+            while running.len() < EXPORT_PARALLEL {
+                let Some(slice) = slices.next() else { break };
+                let (db, cols) = (db.clone(), column_ids.clone());
+                running.push_back(actix_web::rt::spawn(async move {
+                    db.run(move |conn| {
+                        let people = super::repo::export_people(conn, &slice)?;
+                        let (Some(first), Some(last)) = (people.first(), people.last()) else {
+                            return Ok(web::Bytes::new());
+                        };
+                        let decisions =
+                            super::repo::decisions_between(conn, study_id, first.id, last.id)?;
+                        Ok(render_slice(&people, &decisions, &cols))
+                    })
+                    .await
+                }));
+            }
+            let Some(next) = running.pop_front() else {
+                return;
+            };
+            let bytes = match next.await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(AppError::internal(format!("export task failed: {e}"))))
+                        .await;
+                    return;
+                }
+            };
+            if tx.send(Ok(bytes)).await.is_err() {
+                return;
             }
         }
     });
@@ -376,8 +402,9 @@ async fn record(
             Ok(crate::console::see_other(&back))
         }
         Err(AppError::BadRequest(m) | AppError::Conflict(m)) => {
+            // Not enrolled (any more): the form cannot open again, so go back to the review.
             c.flash("error", m);
-            Ok(crate::console::see_other(&back))
+            Ok(crate::console::see_other(&format!("/studies/{id}#review")))
         }
         Err(e) => Err(e),
     }

@@ -4,9 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 
-use crate::db::schema::{
-    consents, invitations, patients, study_counts, study_patients, study_scope_counts,
-};
+use crate::db::schema::{consents, patients, study_counts, study_patients, study_scope_counts};
 use crate::db::DbConnection;
 use crate::db::MultiBackend;
 use crate::error::AppResult;
@@ -196,12 +194,23 @@ impl Only {
     }
 }
 
+/// The review's filter: which rows, over all requested scopes or one.
+#[derive(Clone, Copy, Debug)]
+pub struct Filter {
+    pub only: Only,
+    /// One requested scope, or None for all of them.
+    pub scope: Option<i64>,
+    /// How many scopes the study requests.
+    pub requested: i64,
+}
+
 type Enrolments = study_patients::BoxedQuery<'static, MultiBackend>;
 
-/// The enrolments the review shows: one study's, narrowed by `only` over `scopes` (the
-/// requested scopes, or the one chosen).
-fn enrolments(study_id: i64, only: Only, scopes: &[i64]) -> Enrolments {
-    let mut q = study_patients::table
+/// The enrolments the review shows. Over all scopes the per-enrolment counts answer
+/// (pending: fewer decisions than scopes; declined: any decline); over one scope, a probe
+/// of the consent index per enrolment.
+fn enrolments(study_id: i64, f: Filter) -> Enrolments {
+    let q = study_patients::table
         .filter(study_patients::study_id.eq(study_id))
         .into_boxed();
     let decided = |scope: i64| {
@@ -210,65 +219,49 @@ fn enrolments(study_id: i64, only: Only, scopes: &[i64]) -> Enrolments {
             .filter(consents::patient_id.eq(study_patients::patient_id))
             .filter(consents::codeable_concept_id.eq(scope))
     };
-    match only {
-        Only::All => {}
-        Only::Pending => {
-            // Pending somewhere: not every scope has a decision.
-            let mut any: Option<
-                Box<
-                    dyn BoxableExpression<
-                        study_patients::table,
-                        MultiBackend,
-                        SqlType = diesel::sql_types::Bool,
-                    >,
-                >,
-            > = None;
-            for s in scopes {
-                let e = not(exists(decided(*s)));
-                any = Some(match any {
-                    None => Box::new(e),
-                    Some(prev) => Box::new(prev.or(e)),
-                });
-            }
-            q = match any {
-                Some(e) => q.filter(e),
-                None => q.filter(study_patients::id.lt(0)),
-            };
-        }
-        Only::Declined => {
-            q = q.filter(exists(
-                consents::table
-                    .filter(consents::study_id.eq(study_id))
-                    .filter(consents::patient_id.eq(study_patients::patient_id))
-                    .filter(consents::codeable_concept_id.eq_any(scopes.to_vec()))
-                    .filter(consents::consented.eq(false)),
-            ));
+    match (f.only, f.scope) {
+        (Only::All, _) => q,
+        (Only::Pending, None) => q.filter(study_patients::decisions.lt(f.requested)),
+        (Only::Declined, None) => q.filter(study_patients::declines.gt(0)),
+        (Only::Pending, Some(s)) => q.filter(not(exists(decided(s)))),
+        (Only::Declined, Some(s)) => {
+            q.filter(exists(decided(s).filter(consents::consented.eq(false))))
         }
     }
-    q
+}
+
+/// How many rows a filter gives: from the counters where they answer, else counted.
+fn filtered_total(conn: &mut DbConnection, study_id: i64, f: Filter) -> AppResult<i64> {
+    let (enrolled, _) = study_totals(conn, study_id)?;
+    let scope_counts = |conn: &mut DbConnection, s: i64| -> AppResult<(i64, i64)> {
+        Ok(study_scope_counts::table
+            .find((study_id, s))
+            .select((study_scope_counts::consented, study_scope_counts::declined))
+            .first(conn)
+            .optional()?
+            .unwrap_or((0, 0)))
+    };
+    Ok(match (f.only, f.scope) {
+        (Only::All, _) => enrolled,
+        (Only::Pending, Some(s)) => {
+            let (c, d) = scope_counts(conn, s)?;
+            (enrolled - c - d).max(0)
+        }
+        (Only::Declined, Some(s)) => scope_counts(conn, s)?.1,
+        _ => enrolments(study_id, f).count().get_result(conn)?,
+    })
 }
 
 /// A page of the review: enrolled patients by id, and how many rows the filter gives.
 pub fn page(
     conn: &mut DbConnection,
     study_id: i64,
-    only: Only,
-    scopes: &[i64],
+    f: Filter,
     offset: i64,
     limit: i64,
 ) -> AppResult<(Vec<Patient>, i64)> {
-    let total: i64 = match only {
-        Only::All => study_counts::table
-            .find(study_id)
-            .select(study_counts::enrolled)
-            .first(conn)
-            .optional()?
-            .unwrap_or(0),
-        _ => enrolments(study_id, only, scopes)
-            .count()
-            .get_result(conn)?,
-    };
-    let ids: Vec<i64> = enrolments(study_id, only, scopes)
+    let total = filtered_total(conn, study_id, f)?;
+    let ids: Vec<i64> = enrolments(study_id, f)
         .select(study_patients::patient_id)
         .order(study_patients::patient_id)
         .offset(offset)
@@ -282,26 +275,21 @@ pub fn page(
     Ok((rows, total))
 }
 
-/// The next slice of the export after patient `after`: up to `limit` enrolled patients.
-pub fn export_slice(
-    conn: &mut DbConnection,
-    study_id: i64,
-    only: Only,
-    scopes: &[i64],
-    after: i64,
-    limit: i64,
-) -> AppResult<Vec<Patient>> {
-    let ids: Vec<i64> = enrolments(study_id, only, scopes)
-        .filter(study_patients::patient_id.gt(after))
+/// Every patient id the filter gives, in order: the export's plan, one index walk.
+pub fn export_ids(conn: &mut DbConnection, study_id: i64, f: Filter) -> AppResult<Vec<i64>> {
+    Ok(enrolments(study_id, f)
         .select(study_patients::patient_id)
         .order(study_patients::patient_id)
-        .limit(limit)
-        .load(conn)?;
+        .load(conn)?)
+}
+
+/// The patients of one slice of the export (ids in order).
+pub fn export_people(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Patient>> {
     let (Some(first), Some(last)) = (ids.first().copied(), ids.last().copied()) else {
         return Ok(Vec::new());
     };
-    // A range read along the primary key, then the filter's ids: cheaper than a long IN list.
-    let wanted: std::collections::HashSet<i64> = ids.into_iter().collect();
+    // A range read along the primary key, then the slice's ids: cheaper than a long IN list.
+    let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
     let rows = patients::table
         .filter(patients::id.between(first, last))
         .select(Patient::as_select())
@@ -311,6 +299,16 @@ pub fn export_slice(
         .into_iter()
         .filter(|p| wanted.contains(&p.id))
         .collect())
+}
+
+/// The study's change stamp: it moves on every enrolment, decision and invitation change.
+pub fn changes(conn: &mut DbConnection, study_id: i64) -> AppResult<i64> {
+    Ok(study_counts::table
+        .find(study_id)
+        .select(study_counts::changes)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// (enrolled, responded) from the counters.
@@ -335,27 +333,60 @@ pub fn scope_totals(conn: &mut DbConnection, study_id: i64) -> AppResult<Vec<(i6
         .load(conn)?)
 }
 
-/// (patient id, decisions) of every enrolment, by patient: one walk along a covering index.
-pub fn enrolment_decisions(conn: &mut DbConnection, study_id: i64) -> AppResult<Vec<(i64, i64)>> {
-    Ok(study_patients::table
-        .filter(study_patients::study_id.eq(study_id))
-        .select((study_patients::patient_id, study_patients::decisions))
-        .order(study_patients::patient_id)
-        .load(conn)?)
-}
-
-/// (patient id, status, expires at) of an organization's invitations, by patient.
-pub fn org_invitations(
+/// Response figures over a study's enrolments from what each carries (decisions, latest
+/// invitation, invitations issued): (invited, invited and responded, issued, redeemed, open,
+/// expired). One walk along a covering index; no timestamp is read back.
+pub fn invitation_totals(
     conn: &mut DbConnection,
-    org_id: i64,
-) -> AppResult<Vec<(i64, String, NaiveDateTime)>> {
-    Ok(invitations::table
-        .filter(invitations::organization_id.eq(org_id))
-        .select((
-            invitations::patient_id,
-            invitations::status,
-            invitations::expires_at,
-        ))
-        .order(invitations::patient_id)
-        .load(conn)?)
+    study_id: i64,
+    now: NaiveDateTime,
+) -> AppResult<(i64, i64, i64, i64, i64, i64)> {
+    use diesel::sql_types::{BigInt, Timestamp};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        invited: i64,
+        #[diesel(sql_type = BigInt)]
+        responded: i64,
+        #[diesel(sql_type = BigInt)]
+        issued: i64,
+        #[diesel(sql_type = BigInt)]
+        redeemed: i64,
+        #[diesel(sql_type = BigInt)]
+        open: i64,
+        #[diesel(sql_type = BigInt)]
+        expired: i64,
+    }
+    let (p1, p2, p3) = match conn {
+        DbConnection::Postgres(_) => ("$1", "$2", "$3"),
+        // Numbered, as the text uses them out of order.
+        DbConnection::Sqlite(_) => ("?1", "?2", "?3"),
+    };
+    let sql = format!(
+        "SELECT COUNT(*) AS invited,
+                COALESCE(SUM(CASE WHEN decisions > 0 THEN 1 ELSE 0 END), 0) AS responded,
+                CAST(COALESCE(SUM(invitations), 0) AS BIGINT) AS issued,
+                COALESCE(SUM(CASE WHEN invitation_status = 'redeemed' THEN 1 ELSE 0 END), 0) AS redeemed,
+                COALESCE(SUM(CASE WHEN invitation_status IN ('issued', 'reissued')
+                                   AND invitation_expires_at > {p2} THEN 1 ELSE 0 END), 0) AS open,
+                COALESCE(SUM(CASE WHEN invitation_status = 'expired'
+                                    OR (invitation_status IN ('issued', 'reissued')
+                                        AND invitation_expires_at <= {p3}) THEN 1 ELSE 0 END), 0) AS expired
+           FROM study_patients
+          WHERE study_id = {p1} AND invitation_status IS NOT NULL"
+    );
+    let r: Row = diesel::sql_query(sql)
+        .into_boxed::<MultiBackend>()
+        .bind::<BigInt, _>(study_id)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now)
+        .get_result(conn)?;
+    Ok((
+        r.invited,
+        r.responded,
+        r.issued,
+        r.redeemed,
+        r.open,
+        r.expired,
+    ))
 }

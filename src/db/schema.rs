@@ -110,6 +110,7 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        search_text -> Text,
     }
 }
 
@@ -164,6 +165,10 @@ diesel::table! {
         patient_id -> BigInt,
         created_at -> Timestamp,
         decisions -> BigInt,
+        declines -> BigInt,
+        invitation_status -> Nullable<Text>,
+        invitation_expires_at -> Nullable<Timestamp>,
+        invitations -> BigInt,
     }
 }
 
@@ -187,6 +192,7 @@ diesel::table! {
         study_id -> BigInt,
         enrolled -> BigInt,
         responded -> BigInt,
+        changes -> BigInt,
     }
 }
 

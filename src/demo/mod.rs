@@ -1,5 +1,5 @@
 //! Demo data: realistic fake patients in bulk, for trying Cohort out and for benchmarks.
-//! `cohort seed-demo --patients N [--organization ID]`.
+//! `cohort seed-demo --patients N [--organization ID] [--study]`.
 
 pub mod repo;
 
@@ -288,4 +288,56 @@ pub fn seed(
     }
     repo::after_bulk(conn)?;
     Ok((org_id, started.elapsed().as_secs_f64()))
+}
+
+/// A demo study in `org_id` requesting five scopes, with every patient of the organization
+/// enrolled, a spread of decisions (most consent to all, some decline one, the rest are
+/// partly pending) and invitations (redeemed, open and expired). Returns (study id, seconds).
+pub fn seed_study(conn: &mut DbConnection, org_id: i64) -> Result<(i64, f64), AppError> {
+    let started = std::time::Instant::now();
+    let study = crate::study::ValidStudy {
+        name: "Demo Study".into(),
+        description: "Blood pressure, heart rate and activity at home.".into(),
+        icon_url: None,
+        status: crate::study::Status::Active,
+    };
+    let study_id = crate::study::repo::insert(conn, org_id, &study)?;
+    let scopes: [i64; 5] = [1, 2, 4, 11, 12];
+    for s in scopes {
+        crate::study::repo::add_scope_request(conn, study_id, s)?;
+    }
+    let ids = repo::patients_of(conn, org_id)?;
+    let mut rng = StdRng::seed_from_u64(study_id as u64);
+    for chunk in ids.chunks(2000) {
+        let plan: Vec<repo::Plan> = chunk
+            .iter()
+            .map(|pid| {
+                let roll: u32 = rng.gen_range(0..100);
+                let decisions: Vec<Option<bool>> = scopes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| match roll {
+                        0..=59 => Some(true),
+                        60..=69 => Some(i != 2),
+                        70..=84 => (i < 2).then_some(true),
+                        _ => None,
+                    })
+                    .collect();
+                let invitation = match roll {
+                    0..=69 => Some("redeemed"),
+                    70..=84 => Some("issued"),
+                    85..=94 => Some("expired"),
+                    _ => None,
+                };
+                repo::Plan {
+                    patient_id: *pid,
+                    decisions,
+                    invitation,
+                }
+            })
+            .collect();
+        repo::insert_study_batch(conn, study_id, org_id, &scopes, &plan)?;
+    }
+    repo::after_bulk(conn)?;
+    Ok((study_id, started.elapsed().as_secs_f64()))
 }

@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use super::FakePatient;
-use crate::db::schema::{patients, users};
+use crate::db::schema::{patient_organizations, patients, users};
 use crate::db::DbConnection;
 use crate::error::{AppError, AppResult};
 use crate::util::now;
@@ -73,6 +73,96 @@ pub fn insert_batch(
         }
     }
     let sql = format!("{users_sql};\n{patients_sql};\n{links_sql};\n{ids_sql};\n{terms_sql};");
+    conn.transaction::<_, AppError, _>(|c| {
+        c.batch_execute(&sql)?;
+        Ok(())
+    })
+}
+
+/// Every patient id of an organization, in order.
+pub fn patients_of(conn: &mut DbConnection, org_id: i64) -> AppResult<Vec<i64>> {
+    Ok(patient_organizations::table
+        .filter(patient_organizations::organization_id.eq(org_id))
+        .select(patient_organizations::patient_id)
+        .order(patient_organizations::patient_id)
+        .load(conn)?)
+}
+
+/// What the demo study holds for one patient.
+pub struct Plan {
+    pub patient_id: i64,
+    /// One per scope: Some(consented) or None for pending.
+    pub decisions: Vec<Option<bool>>,
+    pub invitation: Option<&'static str>,
+}
+
+/// Enrolments, decisions and invitations for a batch of patients, in one transaction.
+pub fn insert_study_batch(
+    conn: &mut DbConnection,
+    study_id: i64,
+    org_id: i64,
+    scopes: &[i64],
+    plan: &[Plan],
+) -> AppResult<()> {
+    let now_t = now();
+    let t = quote(&now_t.format("%Y-%m-%d %H:%M:%S%.6f").to_string());
+    let later = quote(
+        &(now_t + chrono::Duration::days(7))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+    );
+    let before = quote(
+        &(now_t - chrono::Duration::days(1))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+    );
+    let (tr, fa) = match conn {
+        DbConnection::Sqlite(_) => ("1", "0"),
+        DbConnection::Postgres(_) => ("TRUE", "FALSE"),
+    };
+    let mut enrol = String::from(
+        "INSERT INTO study_patients (study_id, patient_id, created_at, decisions) VALUES ",
+    );
+    let mut decide = String::from("INSERT INTO consents (study_id, patient_id, codeable_concept_id, consented, consented_at, reason, created_at, updated_at) VALUES ");
+    let mut invite = String::from("INSERT INTO invitations (patient_id, organization_id, token_hash, status, send_email, created_at, expires_at, last_updated) VALUES ");
+    let (mut any_decision, mut any_invite) = (false, false);
+    for (i, p) in plan.iter().enumerate() {
+        let pid = p.patient_id;
+        enrol.push_str(&format!(
+            "{}({study_id},{pid},{t},0)",
+            if i == 0 { "" } else { "," }
+        ));
+        for (scope, d) in scopes.iter().zip(&p.decisions) {
+            if let Some(ok) = d {
+                decide.push_str(if any_decision { "," } else { "" });
+                any_decision = true;
+                decide.push_str(&format!(
+                    "({study_id},{pid},{scope},{},{t},'demo',{t},{t})",
+                    if *ok { tr } else { fa }
+                ));
+            }
+        }
+        if let Some(status) = p.invitation {
+            invite.push_str(if any_invite { "," } else { "" });
+            any_invite = true;
+            let (stored, expires) = match status {
+                "expired" => ("issued", &before),
+                other => (other, &later),
+            };
+            invite.push_str(&format!(
+                "({pid},{org_id},'demo-{study_id}-{pid}','{stored}',{tr},{t},{expires},{t})"
+            ));
+        }
+    }
+    let mut sql = format!("{enrol};\n");
+    if any_decision {
+        sql.push_str(&decide);
+        sql.push_str(";\n");
+    }
+    if any_invite {
+        sql.push_str(&invite);
+        sql.push_str(";\n");
+    }
     conn.transaction::<_, AppError, _>(|c| {
         c.batch_execute(&sql)?;
         Ok(())

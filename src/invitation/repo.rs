@@ -35,9 +35,11 @@ pub fn issue(
     days: i64,
 ) -> AppResult<(Invitation, String)> {
     let t = now();
+    // Only this organization's links: another organization's invitation stays open.
     let cancelled = diesel::update(
         invitations::table
             .filter(invitations::patient_id.eq(patient_id))
+            .filter(invitations::organization_id.eq(org_id))
             .filter(invitations::status.eq_any(["issued", "reissued"])),
     )
     .set((
@@ -47,6 +49,7 @@ pub fn issue(
     .execute(conn)?;
     let earlier: i64 = invitations::table
         .filter(invitations::patient_id.eq(patient_id))
+        .filter(invitations::organization_id.eq(org_id))
         .count()
         .get_result(conn)?;
     let token = random_token(32);

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -145,20 +144,15 @@ async fn list(
             let user = u;
             let org_ids = match study_id {
                 Some(s) => {
-                    use crate::db::schema::studies;
-                    let study_org: i64 = studies::table
-                        .find(s)
-                        .select(studies::organization_id)
-                        .first(conn)
-                        .optional()?
-                        .ok_or_else(|| AppError::not_found("Study"))?;
-                    if org_id.is_some_and(|o| o != study_org) {
+                    // A study the caller cannot see reads as missing, whatever else is asked.
+                    let (study, scope) = crate::study::authorize(conn, &user, s, Role::Viewer)?;
+                    if org_id.is_some_and(|o| o != study.organization_id) {
                         return Err(AppError::invalid(
                             "studyId",
                             "That study belongs to another organization.",
                         ));
                     }
-                    vec![organization::authorize(conn, &user, study_org, Role::Viewer)?.org_id()]
+                    vec![scope.org_id()]
                 }
                 None => super::list_scope(conn, &user, org_id)?,
             };

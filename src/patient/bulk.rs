@@ -98,9 +98,9 @@ async fn bulk(
     );
     let result = organization::act(&state.db, &user, org_id, Role::Member, move |conn, user, scope| {
             let ids: Vec<i64> = if all {
-                let study = match list.study() {
-                    Some(id) => {
-                        let s = crate::study::in_scope(conn, scope, id)?;
+                // As on the page: a study not of this organization (or gone) is ignored.
+                let study = match list.study().and_then(|id| crate::study::in_scope(conn, scope, id).ok()) {
+                    Some(s) => {
                         let requested = crate::study::repo::scope_requests(conn, &[s.id])?
                             .into_iter()
                             .map(|(_, sc)| sc.id)

@@ -417,6 +417,8 @@ pub struct PatientForm {
     pub birth_date: String,
     pub phone: String,
     pub identifiers: Vec<(String, String)>,
+    /// Create only: e-mail an invitation link as soon as the patient exists.
+    pub send_invitation: bool,
 }
 
 impl PatientForm {
@@ -431,6 +433,7 @@ impl PatientForm {
                 "name_given" => form.name_given = v,
                 "birth_date" => form.birth_date = v,
                 "phone" => form.phone = v,
+                "send_invitation" => form.send_invitation = !v.is_empty(),
                 _ => {
                     if let Some(n) = k.strip_prefix("id_system_").and_then(|n| n.parse().ok()) {
                         rows.entry(n).or_default().0 = v;
@@ -490,6 +493,7 @@ impl PatientForm {
                 .iter()
                 .map(|i| (i.system.clone(), i.value.clone()))
                 .collect(),
+            send_invitation: false,
         }
     }
 }
@@ -508,23 +512,54 @@ async fn create(
     let form = PatientForm::from_pairs(pairs);
     let org_id = org_param(&form.organization_id)?;
     let (user, input) = (c.user.clone(), form.input());
+    let invite = form.send_invitation.then(|| {
+        (
+            state.config.public_url.clone(),
+            state.config.invitation_days,
+        )
+    });
     let result = organization::act(
         &state.db,
         &user,
         org_id,
         Role::Member,
-        move |conn, user, scope| super::create(conn, user, scope, &input),
+        move |conn, user, scope| {
+            let id = super::create(conn, user, scope, &input)?;
+            // The link is saved with the patient; the e-mail goes after the commit.
+            let issued = match invite {
+                Some((url, days)) => Some(crate::invitation::issue(
+                    conn, user, scope, id, true, &url, days,
+                )?),
+                None => None,
+            };
+            Ok((id, issued))
+        },
     )
     .await;
     match result {
-        Ok(id) => Ok(c.done(
-            format!(
-                "Added {} {}.",
-                form.name_given.trim(),
-                form.name_family.trim()
-            ),
-            &format!("/patients/{id}?organization_id={org_id}"),
-        )),
+        Ok((id, issued)) => {
+            let name = format!("{} {}", form.name_given.trim(), form.name_family.trim());
+            let to = format!("/patients/{id}?organization_id={org_id}");
+            match issued {
+                None => Ok(c.done(format!("Added {name}."), &to)),
+                Some(issued) => match crate::invitation::pages::send(&state, &issued).await {
+                    Ok(()) => Ok(c.done(
+                        format!(
+                            "Added {name} and e-mailed an invitation to {}.",
+                            issued.email
+                        ),
+                        &to,
+                    )),
+                    Err(why) => {
+                        c.flash(
+                            "error",
+                            format!("Added {name}, but the invitation e-mail was not delivered ({why}). Send a new link from the Invitations section."),
+                        );
+                        Ok(crate::console::see_other(&to))
+                    }
+                },
+            }
+        }
         Err(e @ (AppError::Forbidden(_) | AppError::NotFound(_))) => Err(e),
         Err(e) => {
             let q = ListQuery {

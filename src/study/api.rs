@@ -331,21 +331,19 @@ async fn update(
     id: web::Path<i64>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
-    if let Some(org) = id_in(&body, "organization", "organization") {
-        let id = *id;
-        let current = state.db.run(move |conn| repo::find(conn, id)).await?;
-        if current.is_some_and(|s| s.organization_id != org) {
-            return Err(AppError::invalid(
-                "organization",
-                "A study stays in its organization; create a new study in the other one.",
-            ));
-        }
-    }
     let json = act_on(
         &state,
         user,
         id.into_inner(),
         move |conn, user, scope, s| {
+            // Checked once the caller may change the study, so it tells an outsider nothing.
+            if id_in(&body, "organization", "organization").is_some_and(|o| o != s.organization_id)
+            {
+                return Err(AppError::invalid(
+                    "organization",
+                    "A study stays in its organization; create a new study in the other one.",
+                ));
+            }
             let input = input_from(&body, Some(s))?;
             super::update(conn, user, scope, s, &input)?;
             let s = repo::find(conn, s.id)?.ok_or_else(|| AppError::not_found("Study"))?;
@@ -381,14 +379,13 @@ async fn patients(
         .db
         .tx(move |conn| {
             let (s, scope) = super::authorize(conn, &user, id, Role::Viewer)?;
-            let (rows, count) = crate::consent::repo::page(
-                conn,
-                s.id,
-                crate::consent::Only::All,
-                &[],
-                (page - 1) * size,
-                size,
-            )?;
+            let all = crate::consent::repo::Filter {
+                only: crate::consent::Only::All,
+                scope: None,
+                requested: 0,
+            };
+            let (rows, count) =
+                crate::consent::repo::page(conn, s.id, all, (page - 1) * size, size)?;
             crate::audit::Audit::by(&user, "study.patients.list")
                 .object("study", s.id)
                 .org(scope.org_id())
@@ -435,7 +432,7 @@ async fn enrol(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
     let ids = patient_ids(&body)?;
-    let n = ids.len();
+    let n = ids.iter().collect::<std::collections::BTreeSet<_>>().len();
     let added = act_on(
         &state,
         user,
@@ -492,22 +489,17 @@ fn scope_id_in(body: &Value) -> Result<i64, AppError> {
     })
 }
 
-async fn add_scope(
-    user: CurrentUser,
+/// Adds a scope request or data source: 201 when added, 200 when it was there already.
+async fn add_item(
     state: web::Data<AppState>,
-    id: web::Path<i64>,
-    body: web::Json<Value>,
+    user: CurrentUser,
+    id: i64,
+    item: super::Item,
 ) -> Result<HttpResponse, AppError> {
-    let scope_id = scope_id_in(&body)?;
-    let (added, json) = act_on(
-        &state,
-        user,
-        id.into_inner(),
-        move |conn, user, scope, s| {
-            let added = super::add_scope(conn, user, scope, s, scope_id)?;
-            Ok((added, one(conn, s)?))
-        },
-    )
+    let (added, json) = act_on(&state, user, id, move |conn, user, scope, s| {
+        let added = super::add(conn, user, scope, s, item)?;
+        Ok((added, one(conn, s)?))
+    })
     .await?;
     Ok(if added {
         HttpResponse::Created().json(json)
@@ -516,21 +508,37 @@ async fn add_scope(
     })
 }
 
+async fn remove_item(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: i64,
+    item: super::Item,
+) -> Result<HttpResponse, AppError> {
+    act_on(&state, user, id, move |conn, user, scope, s| {
+        super::remove(conn, user, scope, s, item)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn add_scope(
+    user: CurrentUser,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, AppError> {
+    let item = super::Item::Scope(scope_id_in(&body)?);
+    add_item(state, user, id.into_inner(), item).await
+}
+
 async fn remove_scope(
     user: CurrentUser,
     state: web::Data<AppState>,
     id: web::Path<i64>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
-    let scope_id = scope_id_in(&body)?;
-    act_on(
-        &state,
-        user,
-        id.into_inner(),
-        move |conn, user, scope, s| super::remove_scope(conn, user, scope, s, scope_id),
-    )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    let item = super::Item::Scope(scope_id_in(&body)?);
+    remove_item(state, user, id.into_inner(), item).await
 }
 
 async fn data_sources(
@@ -564,22 +572,8 @@ async fn add_source(
     id: web::Path<i64>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
-    let source_id = source_id_in(&body)?;
-    let (added, json) = act_on(
-        &state,
-        user,
-        id.into_inner(),
-        move |conn, user, scope, s| {
-            let added = super::add_data_source(conn, user, scope, s, source_id)?;
-            Ok((added, one(conn, s)?))
-        },
-    )
-    .await?;
-    Ok(if added {
-        HttpResponse::Created().json(json)
-    } else {
-        HttpResponse::Ok().json(json)
-    })
+    let item = super::Item::Source(source_id_in(&body)?);
+    add_item(state, user, id.into_inner(), item).await
 }
 
 async fn remove_source(
@@ -588,13 +582,6 @@ async fn remove_source(
     id: web::Path<i64>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
-    let source_id = source_id_in(&body)?;
-    act_on(
-        &state,
-        user,
-        id.into_inner(),
-        move |conn, user, scope, s| super::remove_data_source(conn, user, scope, s, source_id),
-    )
-    .await?;
-    Ok(HttpResponse::NoContent().finish())
+    let item = super::Item::Source(source_id_in(&body)?);
+    remove_item(state, user, id.into_inner(), item).await
 }

@@ -173,89 +173,114 @@ pub fn require_active(study: &Study, what: &str) -> Result<(), AppError> {
     }
 }
 
-pub fn add_scope(
+/// Something a study asks for or accepts, added and removed one at a time.
+#[derive(Clone, Copy, Debug)]
+pub enum Item {
+    /// A requested scope (codeable concept id).
+    Scope(i64),
+    /// An accepted data source (catalogue id).
+    Source(i64),
+}
+
+impl Item {
+    /// The name people read: "Heart rate", "Withings BPM".
+    pub fn name(self, conn: &mut DbConnection) -> Result<String, AppError> {
+        Ok(match self {
+            Item::Scope(id) => repo::find_scope(conn, id)?.map(|s| s.text),
+            Item::Source(id) => crate::data_source::repo::find(conn, id)?.map(|d| d.name),
+        }
+        .unwrap_or_default())
+    }
+
+    fn audit(self, added: bool) -> (&'static str, serde_json::Value) {
+        match (self, added) {
+            (Item::Scope(id), true) => ("study.scope.add", serde_json::json!({"scopeCodeId": id})),
+            (Item::Scope(id), false) => {
+                ("study.scope.remove", serde_json::json!({"scopeCodeId": id}))
+            }
+            (Item::Source(id), true) => (
+                "study.data_source.add",
+                serde_json::json!({"dataSourceId": id}),
+            ),
+            (Item::Source(id), false) => (
+                "study.data_source.remove",
+                serde_json::json!({"dataSourceId": id}),
+            ),
+        }
+    }
+}
+
+/// Adds a scope request or a data source; false when the study has it already.
+pub fn add(
     conn: &mut DbConnection,
     user: &CurrentUser,
     scope: &OrgScope,
     study: &Study,
-    scope_id: i64,
+    item: Item,
 ) -> Result<bool, AppError> {
     organization::require(scope, Role::Member)?;
-    let code = repo::find_scope(conn, scope_id)?.ok_or_else(|| {
-        AppError::invalid(
-            "scopeCodeId",
-            "Choose a scope from the list (GET /api/v1/data_sources/all_scopes).",
-        )
-    })?;
-    let added = repo::add_scope_request(conn, study.id, code.id)?;
+    let added = match item {
+        Item::Scope(id) => {
+            if repo::find_scope(conn, id)?.is_none() {
+                return Err(AppError::invalid(
+                    "scopeCodeId",
+                    "Choose a scope from the list (GET /api/v1/data_sources/all_scopes).",
+                ));
+            }
+            repo::add_scope_request(conn, study.id, id)?
+        }
+        Item::Source(id) => {
+            if crate::data_source::repo::find(conn, id)?.is_none() {
+                return Err(AppError::invalid(
+                    "dataSourceId",
+                    "Choose a data source from the catalogue (GET /api/v1/data_sources).",
+                ));
+            }
+            repo::add_data_source(conn, study.id, id)?
+        }
+    };
     if added {
-        Audit::by(user, "study.scope.add")
+        let (action, detail) = item.audit(true);
+        Audit::by(user, action)
             .object("study", study.id)
             .org(scope.org_id())
-            .detail(serde_json::json!({"scope": code.coding_code}))
+            .detail(detail)
             .record(conn)?;
     }
     Ok(added)
 }
 
-pub fn remove_scope(
+/// Removes a scope request (with the study's decisions about that scope: decisions are only
+/// ever about what the study asks for, and the audit log keeps them) or a data source.
+pub fn remove(
     conn: &mut DbConnection,
     user: &CurrentUser,
     scope: &OrgScope,
     study: &Study,
-    scope_id: i64,
+    item: Item,
 ) -> Result<bool, AppError> {
     organization::require(scope, Role::Member)?;
-    let removed = repo::remove_scope_request(conn, study.id, scope_id)?;
+    let (removed, decisions) = match item {
+        Item::Scope(id) => {
+            let removed = repo::remove_scope_request(conn, study.id, id)?;
+            let decisions = if removed {
+                repo::remove_scope_decisions(conn, study.id, id)?
+            } else {
+                0
+            };
+            (removed, decisions)
+        }
+        Item::Source(id) => (repo::remove_data_source(conn, study.id, id)?, 0),
+    };
     if removed {
-        Audit::by(user, "study.scope.remove")
+        let (action, mut detail) = item.audit(false);
+        if let Item::Scope(_) = item {
+            detail["decisionsRemoved"] = decisions.into();
+        }
+        Audit::by(user, action)
             .object("study", study.id)
             .org(scope.org_id())
-            .detail(serde_json::json!({"scopeCodeId": scope_id}))
-            .record(conn)?;
-    }
-    Ok(removed)
-}
-
-pub fn add_data_source(
-    conn: &mut DbConnection,
-    user: &CurrentUser,
-    scope: &OrgScope,
-    study: &Study,
-    source_id: i64,
-) -> Result<bool, AppError> {
-    organization::require(scope, Role::Member)?;
-    if crate::data_source::repo::find(conn, source_id)?.is_none() {
-        return Err(AppError::invalid(
-            "dataSourceId",
-            "Choose a data source from the catalogue (GET /api/v1/data_sources).",
-        ));
-    }
-    let added = repo::add_data_source(conn, study.id, source_id)?;
-    if added {
-        Audit::by(user, "study.data_source.add")
-            .object("study", study.id)
-            .org(scope.org_id())
-            .detail(serde_json::json!({"dataSourceId": source_id}))
-            .record(conn)?;
-    }
-    Ok(added)
-}
-
-pub fn remove_data_source(
-    conn: &mut DbConnection,
-    user: &CurrentUser,
-    scope: &OrgScope,
-    study: &Study,
-    source_id: i64,
-) -> Result<bool, AppError> {
-    organization::require(scope, Role::Member)?;
-    let removed = repo::remove_data_source(conn, study.id, source_id)?;
-    if removed {
-        Audit::by(user, "study.data_source.remove")
-            .object("study", study.id)
-            .org(scope.org_id())
-            .detail(serde_json::json!({"dataSourceId": source_id}))
+            .detail(detail)
             .record(conn)?;
     }
     Ok(removed)

@@ -37,7 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(remove_source),
         )
         .route("/studies/{id}/enrol", web::post().to(enrol))
-        .route("/studies/{id}/unenrol", web::post().to(unenrol));
+        .route("/studies/{id}/unenrol", web::post().to(unenrol))
+        .route("/studies/{id}/invite", web::post().to(invite));
 }
 
 pub const PAGE_SIZES: [i64; 4] = [20, 100, 500, 1000];
@@ -396,6 +397,7 @@ pub(crate) async fn show_page(
     let user = c.user.clone();
     let q2 = q.clone();
     let shell = c.shell("Study", "studies");
+    let st = state.clone();
     let mut page = state
         .db
         .tx(move |conn| {
@@ -432,7 +434,15 @@ pub(crate) async fn show_page(
                 .into_iter()
                 .filter(|d| !sources.iter().any(|(c, _)| c.id == d.id))
                 .collect();
-            let review = crate::consent::pages::review(conn, &user, &scope, &s, &requested, &q2)?;
+            let review = crate::consent::pages::review(
+                conn,
+                &user,
+                &scope,
+                &s,
+                &requested,
+                &q2,
+                &st.review_totals,
+            )?;
             let dependents = if q2.modal == "delete" {
                 super::delete_preview(conn, &s)?
             } else {
@@ -618,28 +628,58 @@ struct ScopeForm {
     scope_id: String,
 }
 
+#[derive(Deserialize)]
+struct SourceForm {
+    data_source_id: String,
+}
+
+/// Adds or removes a requested scope or an accepted data source, then says what changed.
+async fn change_item(
+    c: Console,
+    state: web::Data<AppState>,
+    id: i64,
+    item: super::Item,
+    add: bool,
+) -> Result<HttpResponse, AppError> {
+    let back = match item {
+        super::Item::Scope(_) => format!("/studies/{id}#requested"),
+        super::Item::Source(_) => format!("/studies/{id}#sources"),
+    };
+    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
+        if add {
+            super::add(conn, user, scope, s, item)?;
+        } else {
+            super::remove(conn, user, scope, s, item)?;
+        }
+        item.name(conn)
+    })
+    .await
+    .map(|name| {
+        let said = match (item, add) {
+            (super::Item::Scope(_), true) => format!("The study now requests {name}."),
+            (super::Item::Scope(_), false) => format!("The study no longer requests {name}."),
+            (super::Item::Source(_), true) => format!("The study now accepts data from {name}."),
+            (super::Item::Source(_), false) => {
+                format!("The study no longer accepts data from {name}.")
+            }
+        };
+        c.done(said, &back)
+    });
+    or_flash(&c, r, &back)
+}
+
+fn form_id(v: &str) -> i64 {
+    v.trim().parse().unwrap_or(-1)
+}
+
 async fn add_scope(
     c: Console,
     state: web::Data<AppState>,
     id: web::Path<i64>,
     CsrfForm(form): CsrfForm<ScopeForm>,
 ) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
-    let scope_id: i64 = form.scope_id.trim().parse().unwrap_or(-1);
-    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
-        super::add_scope(conn, user, scope, s, scope_id)?;
-        Ok(repo::find_scope(conn, scope_id)?
-            .map(|s| s.text)
-            .unwrap_or_default())
-    })
-    .await
-    .map(|name| {
-        c.done(
-            format!("The study now requests {name}."),
-            &format!("/studies/{id}#requested"),
-        )
-    });
-    or_flash(&c, r, &format!("/studies/{id}#requested"))
+    let item = super::Item::Scope(form_id(&form.scope_id));
+    change_item(c, state, id.into_inner(), item, true).await
 }
 
 async fn remove_scope(
@@ -649,25 +689,7 @@ async fn remove_scope(
     _form: CsrfForm<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     let (id, scope_id) = path.into_inner();
-    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
-        super::remove_scope(conn, user, scope, s, scope_id)?;
-        Ok(repo::find_scope(conn, scope_id)?
-            .map(|s| s.text)
-            .unwrap_or_default())
-    })
-    .await
-    .map(|name| {
-        c.done(
-            format!("The study no longer requests {name}."),
-            &format!("/studies/{id}#requested"),
-        )
-    });
-    or_flash(&c, r, &format!("/studies/{id}#requested"))
-}
-
-#[derive(Deserialize)]
-struct SourceForm {
-    data_source_id: String,
+    change_item(c, state, id, super::Item::Scope(scope_id), false).await
 }
 
 async fn add_source(
@@ -676,22 +698,8 @@ async fn add_source(
     id: web::Path<i64>,
     CsrfForm(form): CsrfForm<SourceForm>,
 ) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
-    let source_id: i64 = form.data_source_id.trim().parse().unwrap_or(-1);
-    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
-        super::add_data_source(conn, user, scope, s, source_id)?;
-        Ok(crate::data_source::repo::find(conn, source_id)?
-            .map(|d| d.name)
-            .unwrap_or_default())
-    })
-    .await
-    .map(|name| {
-        c.done(
-            format!("The study now accepts data from {name}."),
-            &format!("/studies/{id}#sources"),
-        )
-    });
-    or_flash(&c, r, &format!("/studies/{id}#sources"))
+    let item = super::Item::Source(form_id(&form.data_source_id));
+    change_item(c, state, id.into_inner(), item, true).await
 }
 
 async fn remove_source(
@@ -701,20 +709,7 @@ async fn remove_source(
     _form: CsrfForm<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     let (id, source_id) = path.into_inner();
-    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
-        super::remove_data_source(conn, user, scope, s, source_id)?;
-        Ok(crate::data_source::repo::find(conn, source_id)?
-            .map(|d| d.name)
-            .unwrap_or_default())
-    })
-    .await
-    .map(|name| {
-        c.done(
-            format!("The study no longer accepts data from {name}."),
-            &format!("/studies/{id}#sources"),
-        )
-    });
-    or_flash(&c, r, &format!("/studies/{id}#sources"))
+    change_item(c, state, id, super::Item::Source(source_id), false).await
 }
 
 /// Repeated `ids` fields: the checked patients.
@@ -742,13 +737,14 @@ async fn enrol(
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
     let ids = ids_of(&pairs);
-    let asked = ids.len();
-    let back = pairs
-        .iter()
-        .find(|(k, _)| k == "back")
-        .map(|(_, v)| v.clone())
-        .filter(|v| v.starts_with('/') && !v.starts_with("//"))
-        .unwrap_or_else(|| format!("/studies/{id}"));
+    let asked = ids.iter().collect::<std::collections::BTreeSet<_>>().len();
+    let back = crate::util::local_path(
+        pairs
+            .iter()
+            .find(|(k, _)| k == "back")
+            .map(|(_, v)| v.as_str()),
+    )
+    .unwrap_or_else(|| format!("/studies/{id}"));
     let r = act_on(&state, &c, id, move |conn, user, scope, s| {
         super::enrol(conn, user, scope, s, &ids)
     })
@@ -783,12 +779,13 @@ async fn unenrol(
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
     let ids = ids_of(&pairs);
-    let back = pairs
-        .iter()
-        .find(|(k, _)| k == "back")
-        .map(|(_, v)| v.clone())
-        .filter(|v| v.starts_with('/') && !v.starts_with("//"))
-        .unwrap_or_else(|| format!("/studies/{id}"));
+    let back = crate::util::local_path(
+        pairs
+            .iter()
+            .find(|(k, _)| k == "back")
+            .map(|(_, v)| v.as_str()),
+    )
+    .unwrap_or_else(|| format!("/studies/{id}"));
     let r = act_on(&state, &c, id, move |conn, user, scope, s| {
         super::unenrol(conn, user, scope, s, &ids)
     })
@@ -803,4 +800,63 @@ async fn unenrol(
         )
     });
     or_flash(&c, r, &back)
+}
+
+/// Invites the checked enrolled patients by e-mail; an inactive study sends none.
+async fn invite(
+    c: Console,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    CsrfForm(pairs): CsrfForm<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let ids = ids_of(&pairs);
+    let back = format!("/studies/{id}#review");
+    let (url, days) = (
+        state.config.public_url.clone(),
+        state.config.invitation_days,
+    );
+    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
+        super::require_active(s, "invitations")?;
+        if ids.is_empty() {
+            return Err(AppError::BadRequest(
+                "Check at least one patient to invite.".into(),
+            ));
+        }
+        let enrolled = repo::enrolled_among(conn, s.id, &ids)?;
+        let mut made = Vec::with_capacity(enrolled.len());
+        for pid in enrolled {
+            made.push(crate::invitation::issue(
+                conn, user, scope, pid, true, &url, days,
+            )?);
+        }
+        Ok(made)
+    })
+    .await;
+    let made = match r {
+        Ok(made) => made,
+        Err(e) => return or_flash(&c, Err(e), &back),
+    };
+    let mut failed = Vec::new();
+    for issued in &made {
+        if let Err(why) = crate::invitation::pages::send(&state, issued).await {
+            failed.push(format!("{} ({why})", issued.email));
+        }
+    }
+    if failed.is_empty() {
+        Ok(c.done(
+            format!("E-mailed {} an invitation link.", patients(made.len())),
+            &back,
+        ))
+    } else {
+        c.flash(
+            "error",
+            format!(
+                "Issued {} links; not delivered: {}. Copy those from each patient's page.",
+                made.len(),
+                failed.join(", ")
+            ),
+        );
+        Ok(crate::console::see_other(&back))
+    }
 }

@@ -25,7 +25,7 @@ pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Study>> {
 /// `%`, `_` and `\` typed in a search box are matched as themselves.
 fn like_pattern(q: &str) -> String {
     let mut p = String::from("%");
-    for c in q.trim().to_lowercase().chars() {
+    for c in crate::patient::search::fold(q.trim()).chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
@@ -59,12 +59,7 @@ pub fn list(
         }
         for word in q.split_whitespace().take(8) {
             let p = like_pattern(word);
-            b = b.filter(
-                lower(studies::name)
-                    .like(p.clone())
-                    .escape('\\')
-                    .or(lower(studies::description).like(p).escape('\\')),
-            );
+            b = b.filter(studies::search_text.like(p).escape('\\'));
         }
         b
     };
@@ -87,6 +82,11 @@ pub fn all_of(conn: &mut DbConnection, org_id: i64) -> AppResult<Vec<Study>> {
         .load(conn)?)
 }
 
+/// Name and description folded for case and accents, as searches are.
+fn search_text(s: &ValidStudy) -> String {
+    crate::patient::search::fold(&format!("{} {}", s.name, s.description))
+}
+
 pub fn insert(conn: &mut DbConnection, org_id: i64, s: &ValidStudy) -> AppResult<i64> {
     let t = now();
     Ok(diesel::insert_into(studies::table)
@@ -96,6 +96,7 @@ pub fn insert(conn: &mut DbConnection, org_id: i64, s: &ValidStudy) -> AppResult
             studies::description.eq(&s.description),
             studies::icon_url.eq(&s.icon_url),
             studies::status.eq(s.status.as_str()),
+            studies::search_text.eq(search_text(s)),
             studies::created_at.eq(t),
             studies::updated_at.eq(t),
         ))
@@ -110,6 +111,7 @@ pub fn update(conn: &mut DbConnection, id: i64, s: &ValidStudy) -> AppResult<()>
             studies::description.eq(&s.description),
             studies::icon_url.eq(&s.icon_url),
             studies::status.eq(s.status.as_str()),
+            studies::search_text.eq(search_text(s)),
             studies::updated_at.eq(now()),
         ))
         .execute(conn)?;
@@ -227,6 +229,20 @@ pub fn remove_scope_request(
     )
     .execute(conn)?
         > 0)
+}
+
+/// Removes a study's decisions about one scope; returns how many there were.
+pub fn remove_scope_decisions(
+    conn: &mut DbConnection,
+    study_id: i64,
+    scope_id: i64,
+) -> AppResult<usize> {
+    Ok(diesel::delete(
+        consents::table
+            .filter(consents::study_id.eq(study_id))
+            .filter(consents::codeable_concept_id.eq(scope_id)),
+    )
+    .execute(conn)?)
 }
 
 // ---- Data sources ---------------------------------------------------------------------------
