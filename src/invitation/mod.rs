@@ -44,6 +44,8 @@ pub struct Issued {
     pub email: String,
     pub patient_name: String,
     pub organization: String,
+    /// The organization's active studies the patient is enrolled in, by name.
+    pub studies: Vec<String>,
 }
 
 pub fn issue(
@@ -62,6 +64,11 @@ pub fn issue(
     let p = crate::patient::repo::find(conn, patient_id)?
         .ok_or_else(|| AppError::not_found("Patient"))?;
     let org = organization::repo::get(conn, scope)?;
+    let studies = crate::study::repo::studies_of_patient(conn, patient_id)?
+        .into_iter()
+        .filter(|s| s.organization_id == scope.org_id() && s.status == "active")
+        .map(|s| s.name)
+        .collect();
     let (inv, token) = repo::issue(
         conn,
         patient_id,
@@ -83,18 +90,24 @@ pub fn issue(
         email: p.telecom_email,
         patient_name: format!("{} {}", p.name_given, p.name_family),
         organization: org.name,
+        studies,
     })
 }
 
-/// The invitation e-mail: a plain-text part and an HTML part, naming the organization.
+/// The invitation e-mail: a plain-text part and an HTML part, naming the organization and
+/// the studies the patient is enrolled in there.
 pub fn email_body(issued: &Issued, expires: &str) -> (String, String, String) {
     let subject = format!(
         "{} invites you to share health data with its studies",
         issued.organization
     );
+    let studies_text = match issued.studies.as_slice() {
+        [] => String::new(),
+        names => format!("You are enrolled in: {}.\n\n", names.join(", ")),
+    };
     let text = format!(
         "Hello {name},\n\n{org} invites you to take part in its research studies through Cohort.\n\n\
-         Open this link to see what the studies ask for and answer:\n{link}\n\n\
+         {studies_text}Open this link to see what the studies ask for and answer:\n{link}\n\n\
          The link is personal and works until {expires}. If you did not expect it, you can ignore this message.\n",
         name = issued.patient_name,
         org = issued.organization,
@@ -106,10 +119,20 @@ pub fn email_body(issued: &Issued, expires: &str) -> (String, String, String) {
             .replace('>', "&gt;")
             .replace('"', "&quot;")
     };
+    let studies_html = match issued.studies.as_slice() {
+        [] => String::new(),
+        names => format!(
+            "<p>You are enrolled in:</p><ul>{}</ul>",
+            names
+                .iter()
+                .map(|n| format!("<li>{}</li>", esc(n)))
+                .collect::<String>()
+        ),
+    };
     let html = format!(
         "<!DOCTYPE html><html><body style=\"font-family: sans-serif; line-height: 1.5\">\
          <p>Hello {name},</p><p><strong>{org}</strong> invites you to take part in its research studies through Cohort.</p>\
-         <p><a href=\"{link}\">See what the studies ask for and answer</a></p>\
+         {studies_html}<p><a href=\"{link}\">See what the studies ask for and answer</a></p>\
          <p style=\"color:#555\">The link is personal and works until {expires}. If you did not expect it, you can ignore this message.</p>\
          </body></html>",
         name = esc(&issued.patient_name),
@@ -157,6 +180,47 @@ mod tests {
             ..inv
         };
         assert_eq!(status(&used, t + chrono::Duration::days(30)), "redeemed");
+    }
+
+    #[test]
+    fn the_email_names_the_organization_and_each_study_in_both_parts() {
+        let t = crate::util::now();
+        let issued = Issued {
+            invitation: Invitation {
+                id: 1,
+                patient_id: 1,
+                organization_id: 1,
+                client_id: None,
+                status: "issued".into(),
+                send_email: true,
+                created_by_user_id: None,
+                created_at: t,
+                expires_at: t,
+                redeemed_at: None,
+                last_updated: t,
+            },
+            link: "http://x/invite/abc".into(),
+            email: "ana@example.org".into(),
+            patient_name: "Ana Silva".into(),
+            organization: "North & Co".into(),
+            studies: vec!["Sleep <2026>".into(), "Heart".into()],
+        };
+        let (subject, text, html) = email_body(&issued, "2026-12-01");
+        assert!(subject.starts_with("North & Co invites you"));
+        assert!(
+            text.contains("You are enrolled in: Sleep <2026>, Heart."),
+            "{text}"
+        );
+        assert!(
+            html.contains("<li>Sleep &lt;2026&gt;</li><li>Heart</li>"),
+            "{html}"
+        );
+        assert!(html.contains("<strong>North &amp; Co</strong>"));
+        let none = Issued {
+            studies: Vec::new(),
+            ..issued
+        };
+        assert!(!email_body(&none, "2026-12-01").1.contains("enrolled in"));
     }
 
     #[test]
