@@ -299,6 +299,149 @@ async fn a_member_filters_the_consent_review_records_a_decision_and_exports_it()
     assert_eq!(body.lines().count(), 4, "a header and three patients");
 }
 
+on_both_backends!(
+    a_member_enrols_checked_patients_in_a_study_from_the_patients_tab,
+    |app: TestApp| async move {
+        use cohort::study::{Status, ValidStudy};
+        let Some(browser) = Browser::start().await else {
+            return;
+        };
+        let (uid, pid) = app.practitioner("member@example.org", false);
+        let org = app.org("North Clinic", 0, &[(pid, "member")]);
+        let token = app.token(uid);
+        let mut people = Vec::new();
+        for (family, given) in [
+            ("Ames", "Ada"),
+            ("Bell", "Ben"),
+            ("Cole", "Cy"),
+            ("Dunn", "Dee"),
+            ("Eze", "Eve"),
+        ] {
+            let email = format!("{}@example.org", given.to_lowercase());
+            people.push(api_patient(&app, &token, org, &email, family, given).await);
+        }
+        let (ada, ben, dee) = (people[0], people[1], people[3]);
+        // Sleep requests heart rate (4) only; Dunn is enrolled already.
+        let study = {
+            let mut c = app.conn();
+            let s = ValidStudy {
+                name: "Sleep".into(),
+                description: "Nightly readings.".into(),
+                icon_url: None,
+                status: Status::Active,
+            };
+            let id = cohort::study::repo::insert(&mut c, org, &s).unwrap();
+            cohort::study::repo::add_scope_request(&mut c, id, 4).unwrap();
+            cohort::study::repo::enrol(&mut c, id, &[dee]).unwrap();
+            id
+        };
+        let secret = {
+            let mut c = app.conn();
+            cohort::auth::code::create_link(&mut c, uid).unwrap()
+        };
+        browser.goto(&app.at(&format!("/auth/link/{secret}"))).await;
+        browser
+            .goto(&app.at(&format!("/patients?organization_id={org}")))
+            .await;
+        assert!(browser
+            .text(".lede")
+            .await
+            .contains("North Clinic · 5 patients"));
+
+        // Ames with the mouse; then Tab past Ames's two links to Bell's box and press Space;
+        // Dunn (already enrolled) with the mouse.
+        browser.click(&format!("#sel-{ada}")).await;
+        browser.keys("\u{E004}\u{E004}\u{E004}").await;
+        let focused = browser
+            .execute_async("arguments[0](document.activeElement.id)")
+            .await;
+        assert_eq!(
+            focused.as_str(),
+            Some(format!("sel-{ben}").as_str()),
+            "three Tabs lead from Ames's checkbox to Bell's"
+        );
+        browser.keys("\u{E00D}").await; // Space
+        browser.click(&format!("#sel-{dee}")).await;
+        let checked = browser
+            .execute_async(
+                "arguments[0](Array.from(document.querySelectorAll('input[name=ids]:checked'), b => b.value))",
+            )
+            .await;
+        assert_eq!(
+            checked,
+            serde_json::json!([ada.to_string(), ben.to_string(), dee.to_string()]),
+            "Ames, Bell and Dunn are checked"
+        );
+
+        browser.click("#f-action option[value=enrol]").await;
+        browser
+            .click(&format!("#f-bulk_study_id option[value='{study}']"))
+            .await;
+        browser.click("#bulk button[type=submit]").await;
+        let flash = browser.wait_for_text(".flash-success", "Enrolled 2").await;
+        assert_eq!(flash, "Enrolled 2 patients in Sleep (1 enrolled already).");
+
+        // Only Sleep's patients, each with heart rate pending.
+        browser
+            .click(&format!("#f-study_id option[value='{study}']"))
+            .await;
+        browser.click("form.toolbar button[type=submit]").await;
+        browser.wait_for("#f-consent").await;
+        assert!(
+            browser
+                .current_url()
+                .await
+                .contains(&format!("study_id={study}")),
+            "{}",
+            browser.current_url().await
+        );
+        let rows = browser
+            .execute_async(
+                "arguments[0](Array.from(document.querySelectorAll('table.data tbody tr'), r => r.innerText))",
+            )
+            .await;
+        let rows: Vec<String> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r.as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(rows.len(), 3, "{rows:#?}");
+        for (row, name) in rows.iter().zip(["Ames", "Bell", "Dunn"]) {
+            assert!(row.contains(name), "{name} not in {row:?}");
+            assert!(row.contains("✓ 0 ✗ 0 … 1"), "{row:?}");
+        }
+        let list = rows.join("\n");
+        assert!(!list.contains("Cole") && !list.contains("Eze"), "{list}");
+        assert!(browser
+            .text(".lede")
+            .await
+            .contains("North Clinic · 3 patients"));
+
+        // The study's consent review shows the same three.
+        browser.goto(&app.at(&format!("/studies/{study}"))).await;
+        assert!(browser.text(".lede").await.contains("3 enrolled"));
+        let review = browser
+            .execute_async(
+                "arguments[0](Array.from(document.querySelectorAll('#review table tbody tr'), r => r.innerText))",
+            )
+            .await;
+        let review: Vec<String> = review
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r.as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(review.len(), 3, "{review:#?}");
+        for (row, name) in review.iter().zip(["Ames, Ada", "Bell, Ben", "Dunn, Dee"]) {
+            assert!(
+                row.contains(name) && row.contains("pending"),
+                "{name}: {row:?}"
+            );
+        }
+    }
+);
+
 /// A patient made through the API with a personal token.
 async fn api_patient(
     app: &TestApp,
