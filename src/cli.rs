@@ -21,6 +21,11 @@ Commands:
                                          (default: a new Demo Clinic); --study also makes a
                                          Demo Study with all of them enrolled, decisions and
                                          invitations
+  import-patients --org ID [--study ID] [--invite] [--dry-run] [--skip-invalid]
+                  [--as EMAIL] FILE      Import a CSV patient list into organization ID, as
+                                         EMAIL (default: the administrator). Exit status 0:
+                                         all imported; 1: nothing written; 3: imported, but
+                                         some rows were rejected (--skip-invalid)
   help                                   Show this help
 
 Settings come from the environment or a .env file; see .env.example.";
@@ -57,6 +62,7 @@ pub fn main(args: Vec<String>) -> i32 {
         },
         ["token", "revoke", which] => token_revoke(which),
         ["seed-demo", rest @ ..] => seed_demo(rest),
+        ["import-patients", rest @ ..] => import_patients(rest),
         _ => usage(&format!("unknown command: {}", args.join(" "))),
     }
 }
@@ -122,6 +128,13 @@ fn serve() -> i32 {
 fn with_db(
     f: impl FnOnce(&mut crate::db::DbConnection, &Config) -> Result<String, AppError>,
 ) -> i32 {
+    with_db_status(|conn, config| f(conn, config).map(|m| (m, 0)))
+}
+
+/// `with_db` for commands whose success has more than one exit status.
+fn with_db_status(
+    f: impl FnOnce(&mut crate::db::DbConnection, &Config) -> Result<(String, i32), AppError>,
+) -> i32 {
     let mut config = match load_config() {
         Ok(c) => c,
         Err(e) => {
@@ -144,9 +157,9 @@ fn with_db(
         }
     };
     match f(&mut conn, &config) {
-        Ok(msg) => {
+        Ok((msg, status)) => {
             println!("{msg}");
-            0
+            status
         }
         // An operator at a terminal gets the cause itself, not the console's apology.
         Err(AppError::Internal(cause)) => {
@@ -264,4 +277,171 @@ fn seed_demo(rest: &[&str]) -> i32 {
         }
         Ok(out)
     })
+}
+
+fn import_patients(rest: &[&str]) -> i32 {
+    let Some(Ok(org_id)) = flag(rest, "--org").map(|v| v.parse::<i64>()) else {
+        return usage("import-patients needs --org ID (a whole number)");
+    };
+    let study_id = match flag(rest, "--study").map(|v| v.parse::<i64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return usage("--study takes a study id"),
+    };
+    let takes_value = ["--org", "--study", "--as"];
+    let mut file = None;
+    let mut it = rest.iter();
+    while let Some(w) = it.next() {
+        if takes_value.contains(w) {
+            it.next();
+        } else if !w.starts_with("--") {
+            file = Some(w.to_string());
+        }
+    }
+    let Some(file) = file else {
+        return usage("import-patients needs the CSV file to read");
+    };
+    let (invite, dry_run, skip_invalid) = (
+        rest.contains(&"--invite"),
+        rest.contains(&"--dry-run"),
+        rest.contains(&"--skip-invalid"),
+    );
+    let as_email = flag(rest, "--as");
+    let mut issued = Vec::new();
+    let status = with_db_status(|conn, config| {
+        let bytes = std::fs::read(&file)
+            .map_err(|e| AppError::BadRequest(format!("{file} cannot be read: {e}")))?;
+        if bytes.len() as i64 > config.import_max_bytes {
+            return Err(AppError::BadRequest(format!(
+                "{file} is larger than {} bytes (COHORT_IMPORT_MAX_BYTES); split it into smaller files.",
+                config.import_max_bytes
+            )));
+        }
+        let table = crate::import::parse::read(&bytes, config.import_max_rows as usize)
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let email = as_email
+            .clone()
+            .unwrap_or_else(|| config.admin_email.clone());
+        let acc = practitioner::repo::find_by_email(conn, &email)?
+            .ok_or_else(|| AppError::BadRequest(format!("No user with the e-mail {email}.")))?;
+        let user = auth::CurrentUser::from_account(acc, None, None);
+        let today = crate::util::now().date();
+        let opts = crate::import::Options {
+            skip_invalid,
+            study_id,
+            invite: invite.then(|| (config.public_url.clone(), config.invitation_days)),
+        };
+        let run = |conn: &mut crate::db::DbConnection| -> Result<crate::import::Preview, AppError> {
+            let scope = crate::organization::authorize(
+                conn,
+                &user,
+                org_id,
+                crate::organization::Role::Member,
+            )?;
+            if dry_run {
+                return crate::import::check(conn, &scope, &table, today);
+            }
+            let report = crate::import::commit(conn, &user, &scope, &table, &opts, today)?;
+            issued = report.invitations;
+            Ok(report.preview)
+        };
+        let preview = match diesel::Connection::transaction(conn, run) {
+            Ok(p) => p,
+            // Refused for invalid rows: list them before the reason.
+            Err(AppError::BadRequest(why)) if !dry_run => {
+                let scope = crate::organization::authorize(
+                    conn,
+                    &user,
+                    org_id,
+                    crate::organization::Role::Member,
+                )?;
+                let p = crate::import::check(conn, &scope, &table, today)?;
+                return Err(AppError::BadRequest(format!("{}{why}", rejected_lines(&p))));
+            }
+            Err(e) => return Err(e),
+        };
+        let rejected = preview.invalid().len();
+        let mut out = String::new();
+        if dry_run {
+            out.push_str("Dry run: nothing was written.\n");
+        }
+        for (label, n) in crate::import::summary(&preview) {
+            out.push_str(&format!("{label}: {n}\n"));
+        }
+        out.push_str(&rejected_lines(&preview));
+        let status = if rejected == 0 {
+            0
+        } else if dry_run || !skip_invalid {
+            1
+        } else {
+            3
+        };
+        Ok((out.trim_end().to_string(), status))
+    });
+    if issued.is_empty() {
+        return status;
+    }
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cohort: {e}");
+            return 1;
+        }
+    };
+    let sent = actix_web::rt::System::new().block_on(async move {
+        let mail = match crate::mail::Mail::new(
+            config.smtp_url.as_deref(),
+            &config.mail_from,
+            &config.data_dir,
+        ) {
+            Ok(m) => m,
+            Err(e) => return Err(e),
+        };
+        let mut failed = Vec::new();
+        for i in &issued {
+            if let Err(why) = crate::invitation::deliver(&mail, i).await {
+                failed.push(format!("{} ({why})", i.email));
+            }
+        }
+        Ok((issued.len(), failed))
+    });
+    match sent {
+        Ok((n, failed)) if failed.is_empty() => {
+            println!("invitations sent: {n}");
+            status
+        }
+        Ok((n, failed)) => {
+            println!(
+                "invitations sent: {}; not delivered: {}",
+                n - failed.len(),
+                failed.join(", ")
+            );
+            if status == 0 {
+                3
+            } else {
+                status
+            }
+        }
+        Err(e) => {
+            eprintln!("cohort: invitations were issued but not sent: {e}");
+            if status == 0 {
+                3
+            } else {
+                status
+            }
+        }
+    }
+}
+
+/// "line 7, email: ..." for each rejected row.
+fn rejected_lines(p: &crate::import::Preview) -> String {
+    let mut out = String::new();
+    for r in p.invalid() {
+        if let Err(problems) = &r.outcome {
+            for pr in problems {
+                out.push_str(&format!("line {}, {}: {}\n", r.line, pr.column, pr.message));
+            }
+        }
+    }
+    out
 }

@@ -52,6 +52,9 @@ pub struct Config {
     pub session_absolute_hours: i64,
     /// How long an invitation link works.
     pub invitation_days: i64,
+    /// Largest patient list accepted for import, in rows and in bytes.
+    pub import_max_rows: i64,
+    pub import_max_bytes: i64,
 }
 
 impl std::fmt::Debug for Config {
@@ -235,6 +238,8 @@ impl Config {
             session_idle_minutes: minutes("COHORT_SESSION_IDLE_MINUTES", 120)?,
             session_absolute_hours: minutes("COHORT_SESSION_MAX_HOURS", 12)?,
             invitation_days: minutes("COHORT_INVITATION_DAYS", 7)?,
+            import_max_rows: minutes("COHORT_IMPORT_MAX_ROWS", 200_000)?,
+            import_max_bytes: minutes("COHORT_IMPORT_MAX_BYTES", 64 * 1024 * 1024)?,
         })
     }
 

@@ -3,3 +3,500 @@
 //! import-patients` share this code.
 
 pub mod parse;
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use diesel::prelude::*;
+
+use crate::audit::Audit;
+use crate::auth::CurrentUser;
+use crate::db::schema::{patient_identifiers, patient_organizations, patients, users};
+use crate::db::DbConnection;
+use crate::error::AppError;
+use crate::organization::{self, OrgScope, Role};
+use crate::patient::model::{PatientInput, ValidPatient};
+use parse::{Field, Table};
+
+/// The identifier system used when a file has identifiers but no system column.
+pub const DEFAULT_ID_SYSTEM: &str = "urn:mrn";
+
+/// What importing a valid row does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    /// The patient is known to another organization: link them to this one.
+    AddToOrganization(i64),
+    /// Already here, nothing differs.
+    Unchanged(i64),
+    /// Already here; names, birth date, phone or a new identifier differ.
+    Update(i64),
+}
+
+impl Action {
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Create => "created",
+            Action::AddToOrganization(_) => "added to this organization",
+            Action::Unchanged(_) => "unchanged",
+            Action::Update(_) => "updated",
+        }
+    }
+}
+
+/// One problem with a row: the column as headed in the file, and what to fix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub column: String,
+    pub message: String,
+}
+
+/// One data row after checking.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub line: u64,
+    pub email: String,
+    pub outcome: Result<(Action, ValidPatient), Vec<Problem>>,
+}
+
+/// Every row's fate, before anything is written.
+#[derive(Clone, Debug, Default)]
+pub struct Preview {
+    pub rows: Vec<Checked>,
+}
+
+impl Preview {
+    fn count(&self, f: impl Fn(&Action) -> bool) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.outcome.as_ref().is_ok_and(|(a, _)| f(a)))
+            .count()
+    }
+    pub fn new_patients(&self) -> usize {
+        self.count(|a| *a == Action::Create)
+    }
+    pub fn added(&self) -> usize {
+        self.count(|a| matches!(a, Action::AddToOrganization(_)))
+    }
+    pub fn unchanged(&self) -> usize {
+        self.count(|a| matches!(a, Action::Unchanged(_)))
+    }
+    pub fn updated(&self) -> usize {
+        self.count(|a| matches!(a, Action::Update(_)))
+    }
+    pub fn invalid(&self) -> Vec<&Checked> {
+        self.rows.iter().filter(|r| r.outcome.is_err()).collect()
+    }
+}
+
+/// The header a field had in the file, for messages.
+fn column(table: &Table, f: Field) -> String {
+    table
+        .headers
+        .iter()
+        .find(|(_, field)| *field == Some(f))
+        .map(|(h, _)| h.clone())
+        .unwrap_or_else(|| f.header().to_string())
+}
+
+fn field_of(api_name: &str) -> Field {
+    match api_name {
+        "telecomEmail" => Field::Email,
+        "nameFamily" => Field::Family,
+        "nameGiven" => Field::Given,
+        "birthDate" => Field::BirthDate,
+        "telecomPhone" => Field::Phone,
+        _ => Field::Identifier,
+    }
+}
+
+/// A patient as on record: (family, given, birth date, phone, identifiers).
+type OnRecord = (
+    String,
+    String,
+    Option<NaiveDate>,
+    Option<String>,
+    Vec<(String, String)>,
+);
+
+/// What the database already knows about the file's e-mails and identifiers.
+struct Known {
+    /// E-mail → (patient id, linked to this organization).
+    patients: HashMap<String, (i64, bool)>,
+    practitioners: std::collections::HashSet<String>,
+    /// (system, value) → patient id.
+    identifiers: HashMap<(String, String), i64>,
+    /// Patient id → (family, given, birth date, phone, identifiers).
+    current: HashMap<i64, OnRecord>,
+}
+
+fn known(
+    conn: &mut DbConnection,
+    org_id: i64,
+    emails: &[String],
+    idents: &[(String, String)],
+) -> Result<Known, AppError> {
+    let mut k = Known {
+        patients: HashMap::new(),
+        practitioners: Default::default(),
+        identifiers: HashMap::new(),
+        current: HashMap::new(),
+    };
+    for chunk in emails.chunks(5000) {
+        let found: Vec<(String, i64)> = patients::table
+            .filter(patients::telecom_email.eq_any(chunk))
+            .select((patients::telecom_email, patients::id))
+            .load(conn)?;
+        let ids: Vec<i64> = found.iter().map(|(_, id)| *id).collect();
+        let here: std::collections::HashSet<i64> = patient_organizations::table
+            .filter(patient_organizations::organization_id.eq(org_id))
+            .filter(patient_organizations::patient_id.eq_any(&ids))
+            .select(patient_organizations::patient_id)
+            .load::<i64>(conn)?
+            .into_iter()
+            .collect();
+        for (email, id) in found {
+            k.patients.insert(email, (id, here.contains(&id)));
+        }
+        let others: Vec<String> = users::table
+            .filter(users::email.eq_any(chunk))
+            .filter(users::user_type.ne("patient"))
+            .select(users::email)
+            .load(conn)?;
+        k.practitioners.extend(others);
+    }
+    let values: Vec<String> = idents.iter().map(|(_, v)| v.clone()).collect();
+    for chunk in values.chunks(5000) {
+        let held: Vec<(String, String, i64)> = patient_identifiers::table
+            .filter(patient_identifiers::value.eq_any(chunk))
+            .select((
+                patient_identifiers::system,
+                patient_identifiers::value,
+                patient_identifiers::patient_id,
+            ))
+            .load(conn)?;
+        k.identifiers
+            .extend(held.into_iter().map(|(s, v, p)| ((s, v), p)));
+    }
+    let here: Vec<i64> = k
+        .patients
+        .values()
+        .filter(|(_, linked)| *linked)
+        .map(|(id, _)| *id)
+        .collect();
+    for chunk in here.chunks(5000) {
+        let rows = crate::patient::repo::find_many(conn, chunk)?;
+        let mut ids: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        for i in crate::patient::repo::identifiers(conn, chunk)? {
+            ids.entry(i.patient_id)
+                .or_default()
+                .push((i.system, i.value));
+        }
+        for p in rows {
+            let mine = ids.remove(&p.id).unwrap_or_default();
+            k.current.insert(
+                p.id,
+                (
+                    p.name_family,
+                    p.name_given,
+                    p.birth_date,
+                    p.telecom_phone,
+                    mine,
+                ),
+            );
+        }
+    }
+    Ok(k)
+}
+
+/// Checks every row of a file against the rules and the database; writes nothing.
+pub fn check(
+    conn: &mut DbConnection,
+    scope: &OrgScope,
+    table: &Table,
+    today: NaiveDate,
+) -> Result<Preview, AppError> {
+    // Checked one row at a time, so the file's text is never held twice.
+    let valid: Vec<Result<ValidPatient, crate::error::FieldErrors>> = table
+        .rows
+        .iter()
+        .map(|row| {
+            let value = row.get(Field::Identifier).to_string();
+            let system = match row.get(Field::IdentifierSystem) {
+                "" => DEFAULT_ID_SYSTEM.to_string(),
+                s => s.to_string(),
+            };
+            let input = PatientInput {
+                email: row.get(Field::Email).to_string(),
+                name_family: row.get(Field::Family).to_string(),
+                name_given: row.get(Field::Given).to_string(),
+                birth_date: row.get(Field::BirthDate).to_string(),
+                phone: row.get(Field::Phone).to_string(),
+                identifiers: if value.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![(system, value)]
+                },
+            };
+            crate::patient::validate(&input, today)
+        })
+        .collect();
+    let emails: Vec<String> = valid
+        .iter()
+        .filter_map(|v| v.as_ref().ok().map(|p| p.email.clone()))
+        .collect();
+    let idents: Vec<(String, String)> = valid
+        .iter()
+        .filter_map(|v| v.as_ref().ok())
+        .flat_map(|p| p.identifiers.clone())
+        .collect();
+    let k = known(conn, scope.org_id(), &emails, &idents)?;
+    let mut first_email: HashMap<String, u64> = HashMap::new();
+    let mut first_ident: HashMap<(String, String), u64> = HashMap::new();
+    let mut rows = Vec::with_capacity(table.rows.len());
+    for (row, v) in table.rows.iter().zip(valid) {
+        let email = crate::util::normalize_email(row.get(Field::Email));
+        let outcome = match v {
+            Err(fields) => Err(fields
+                .into_iter()
+                .flat_map(|(f, msgs)| {
+                    let col = column(table, field_of(&f));
+                    msgs.into_iter().map(move |m| Problem {
+                        column: col.clone(),
+                        message: m,
+                    })
+                })
+                .collect()),
+            Ok(p) => classify(table, &k, &mut first_email, &mut first_ident, row.line, p),
+        };
+        rows.push(Checked {
+            line: row.line,
+            email,
+            outcome,
+        });
+    }
+    Ok(Preview { rows })
+}
+
+fn classify(
+    table: &Table,
+    k: &Known,
+    first_email: &mut HashMap<String, u64>,
+    first_ident: &mut HashMap<(String, String), u64>,
+    line: u64,
+    p: ValidPatient,
+) -> Result<(Action, ValidPatient), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let email_col = column(table, Field::Email);
+    let id_col = column(table, Field::Identifier);
+    if let Some(first) = first_email.get(&p.email) {
+        problems.push(Problem {
+            column: email_col.clone(),
+            message: format!(
+                "{} is also on line {first}: a patient appears once per file.",
+                p.email
+            ),
+        });
+    } else {
+        first_email.insert(p.email.clone(), line);
+    }
+    if k.practitioners.contains(&p.email) {
+        problems.push(Problem {
+            column: email_col,
+            message: format!("{} belongs to a practitioner account.", p.email),
+        });
+    }
+    let existing = k.patients.get(&p.email).copied();
+    for ident in &p.identifiers {
+        if let Some(first) = first_ident.get(ident) {
+            problems.push(Problem {
+                column: id_col.clone(),
+                message: format!("{} {} is also on line {first}.", ident.0, ident.1),
+            });
+        } else {
+            first_ident.insert(ident.clone(), line);
+        }
+        if let Some(holder) = k.identifiers.get(ident) {
+            if Some(*holder) != existing.map(|(id, _)| id) {
+                problems.push(Problem {
+                    column: id_col.clone(),
+                    message: format!(
+                        "{} {} is already held by another patient.",
+                        ident.0, ident.1
+                    ),
+                });
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let action = match existing {
+        None => Action::Create,
+        Some((id, false)) => Action::AddToOrganization(id),
+        Some((id, true)) => match k.current.get(&id) {
+            Some((family, given, birth, phone, idents))
+                if *family == p.name_family
+                    && *given == p.name_given
+                    && (p.birth_date.is_none() || *birth == p.birth_date)
+                    && (p.phone.is_none() || *phone == p.phone)
+                    && p.identifiers.iter().all(|i| idents.contains(i)) =>
+            {
+                Action::Unchanged(id)
+            }
+            _ => Action::Update(id),
+        },
+    };
+    Ok((action, p))
+}
+
+/// What to do besides importing the rows.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Import the valid rows even if some are invalid.
+    pub skip_invalid: bool,
+    /// Enrol every imported patient in this study of the organization.
+    pub study_id: Option<i64>,
+    /// Issue each imported patient an invitation (the caller sends the e-mails).
+    pub invite: Option<(String, i64)>,
+}
+
+/// What a commit did.
+pub struct Report {
+    pub preview: Preview,
+    pub enrolled: usize,
+    pub invitations: Vec<crate::invitation::Issued>,
+}
+
+/// Checks the file again and writes every valid row, all in the caller's transaction: an
+/// error anywhere leaves nothing behind. Refused when rows are invalid and `skip_invalid` is
+/// off. Importing the same file again changes nothing.
+pub fn commit(
+    conn: &mut DbConnection,
+    user: &CurrentUser,
+    scope: &OrgScope,
+    table: &Table,
+    opts: &Options,
+    today: NaiveDate,
+) -> Result<Report, AppError> {
+    organization::require(scope, Role::Member)?;
+    let preview = check(conn, scope, table, today)?;
+    let invalid = preview.invalid().len();
+    if invalid > 0 && !opts.skip_invalid {
+        return Err(AppError::BadRequest(format!(
+            "{invalid} row{} of the file {} problems, so nothing was imported. Fix {} and upload the file again, or import only the valid rows.",
+            if invalid == 1 { "" } else { "s" },
+            if invalid == 1 { "has" } else { "have" },
+            if invalid == 1 { "it" } else { "them" }
+        )));
+    }
+    let study = match opts.study_id {
+        Some(id) => Some(crate::study::in_scope(conn, scope, id)?),
+        None => None,
+    };
+    let fresh: Vec<&ValidPatient> = preview
+        .rows
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Ok((Action::Create, p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let created = crate::patient::repo::insert_many(conn, scope.org_id(), &fresh)?;
+    let mut imported: Vec<i64> = created.values().copied().collect();
+    for r in &preview.rows {
+        match &r.outcome {
+            Ok((Action::AddToOrganization(id), _)) => {
+                crate::patient::repo::link(conn, *id, scope.org_id())?;
+                imported.push(*id);
+            }
+            Ok((Action::Update(id), p)) => {
+                let current = crate::patient::repo::find(conn, *id)?
+                    .ok_or_else(|| AppError::not_found("Patient"))?;
+                let mut idents: Vec<(String, String)> =
+                    crate::patient::repo::identifiers(conn, &[*id])?
+                        .into_iter()
+                        .map(|i| (i.system, i.value))
+                        .collect();
+                for i in &p.identifiers {
+                    if !idents.contains(i) {
+                        idents.push(i.clone());
+                    }
+                }
+                // A blank optional cell leaves what is on record.
+                let merged = ValidPatient {
+                    birth_date: p.birth_date.or(current.birth_date),
+                    phone: p.phone.clone().or(current.telecom_phone),
+                    identifiers: idents,
+                    ..p.clone()
+                };
+                crate::patient::repo::update(conn, *id, &merged, true)?;
+                imported.push(*id);
+            }
+            Ok((Action::Unchanged(id), _)) => imported.push(*id),
+            _ => {}
+        }
+    }
+    let enrolled = match &study {
+        Some(s) if !imported.is_empty() => crate::study::enrol(conn, user, scope, s, &imported)?,
+        _ => 0,
+    };
+    let mut invitations = Vec::new();
+    if let Some((url, days)) = &opts.invite {
+        for id in &imported {
+            invitations.push(crate::invitation::issue(
+                conn, user, scope, *id, true, url, *days,
+            )?);
+        }
+    }
+    let counts = serde_json::json!({
+        "created": preview.new_patients(),
+        "added": preview.added(),
+        "updated": preview.updated(),
+        "unchanged": preview.unchanged(),
+        "rejected": invalid,
+        "studyId": opts.study_id,
+        "enrolled": enrolled,
+        "invited": invitations.len(),
+    });
+    Audit::by(user, "patient.import")
+        .org(scope.org_id())
+        .detail(counts)
+        .record(conn)?;
+    Ok(Report {
+        preview,
+        enrolled,
+        invitations,
+    })
+}
+
+/// The per-row outcome as CSV: line, email, outcome, and the problems of a rejected row.
+pub fn outcome_csv(preview: &Preview) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["line", "email", "outcome", "problems"]);
+    for r in &preview.rows {
+        let (outcome, problems) = match &r.outcome {
+            Ok((a, _)) => (a.label().to_string(), String::new()),
+            Err(p) => (
+                "rejected".to_string(),
+                p.iter()
+                    .map(|p| format!("{}: {}", p.column, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        let _ = w.write_record([r.line.to_string(), r.email.clone(), outcome, problems]);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// Rows grouped for a summary: (label, count), in reading order.
+pub fn summary(preview: &Preview) -> Vec<(&'static str, usize)> {
+    vec![
+        ("created", preview.new_patients()),
+        ("added to this organization", preview.added()),
+        ("updated", preview.updated()),
+        ("unchanged", preview.unchanged()),
+        ("rejected", preview.invalid().len()),
+    ]
+}

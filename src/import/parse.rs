@@ -83,16 +83,20 @@ impl Field {
 /// The columns every file needs.
 pub const REQUIRED: [Field; 3] = [Field::Email, Field::Family, Field::Given];
 
-/// One data row: its line in the file (of its first physical line) and its values by field.
+/// One data row: its line in the file (of its first physical line) and its values, one
+/// per field in `Field::ALL` order (empty when the file has no such column).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub line: u64,
-    pub values: BTreeMap<Field, String>,
+    values: Box<[String]>,
 }
 
 impl Row {
     pub fn get(&self, f: Field) -> &str {
-        self.values.get(&f).map(String::as_str).unwrap_or("")
+        self.values
+            .get(f as usize)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }
 
@@ -271,9 +275,12 @@ pub fn read(bytes: &[u8], max_rows: usize) -> Result<Table, FileError> {
         if rows.len() >= max_rows {
             return Err(FileError::TooManyRows { limit: max_rows });
         }
-        let values = seen
+        let values = Field::ALL
             .iter()
-            .map(|(f, i)| (*f, record.get(*i).unwrap_or("").trim().to_string()))
+            .map(|f| match seen.get(f) {
+                Some(i) => record.get(*i).unwrap_or("").trim().to_string(),
+                None => String::new(),
+            })
             .collect();
         let line = record.position().map(|p| line_at(p.byte())).unwrap_or(line);
         rows.push(Row { line, values });

@@ -142,6 +142,15 @@ pub fn email_body(issued: &Issued, expires: &str) -> (String, String, String) {
     (subject, text, html)
 }
 
+/// E-mails an issued invitation; the error says why it was not delivered.
+pub async fn deliver(mail: &crate::mail::Mail, issued: &Issued) -> Result<(), String> {
+    let expires = issued.invitation.expires_at.format("%Y-%m-%d").to_string();
+    let (subject, text, html) = email_body(issued, &expires);
+    mail.send_html(&issued.email, &subject, text, html)
+        .await
+        .map(|_| ())
+}
+
 /// The link as a QR code, in SVG, for printing.
 pub fn qr_svg(link: &str) -> Result<String, AppError> {
     let code = qrcode::QrCode::new(link.as_bytes())

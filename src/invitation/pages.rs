@@ -32,13 +32,7 @@ struct InviteForm {
 
 /// Sends the invitation e-mail; the error is said in words a practitioner can act on.
 pub async fn send(state: &AppState, issued: &super::Issued) -> Result<(), String> {
-    let expires = issued.invitation.expires_at.format("%Y-%m-%d").to_string();
-    let (subject, text, html) = super::email_body(issued, &expires);
-    state
-        .mail
-        .send_html(&issued.email, &subject, text, html)
-        .await
-        .map(|_| ())
+    super::deliver(&state.mail, issued).await
 }
 
 async fn create(

@@ -15,8 +15,10 @@ use crate::error::AppResult;
 use crate::organization::Organization;
 use crate::util::now;
 
+mod bulk;
 mod list;
 
+pub use bulk::insert_many;
 pub use list::{list, sort_birth, sort_name, Archived, ConsentState, Invited, ListFilter, Sort};
 
 pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Patient>> {
@@ -25,6 +27,15 @@ pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Patient>> {
         .select(Patient::as_select())
         .first(conn)
         .optional()?)
+}
+
+/// Several patients by id, in id order.
+pub fn find_many(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Patient>> {
+    Ok(patients::table
+        .filter(patients::id.eq_any(ids))
+        .select(Patient::as_select())
+        .order(patients::id)
+        .load(conn)?)
 }
 
 pub fn find_by_email(conn: &mut DbConnection, email: &str) -> AppResult<Option<Patient>> {
