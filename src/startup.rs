@@ -254,6 +254,8 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(auth::pages::routes)
                     .configure(console::home::routes)
                     .configure(organization::pages::routes)
+                    // Before the patient pages: /patients/import is not a patient id.
+                    .configure(crate::import::pages::routes)
                     .configure(patient::pages::routes)
                     .configure(invitation::pages::routes)
                     .configure(study::pages::routes)

@@ -352,6 +352,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    imports (id) {
+        id -> BigInt,
+        organization_id -> BigInt,
+        user_id -> Nullable<BigInt>,
+        filename -> Text,
+        content -> Text,
+        status -> Text,
+        study_id -> Nullable<BigInt>,
+        invite -> Bool,
+        result -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     users,
@@ -381,4 +398,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     server_settings,
     patient_search_terms,
     organization_patient_counts,
+    imports,
 );

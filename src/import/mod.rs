@@ -2,7 +2,9 @@
 //! written, then writing all of it in one transaction. The console and `cohort
 //! import-patients` share this code.
 
+pub mod pages;
 pub mod parse;
+pub mod repo;
 
 use std::collections::HashMap;
 
