@@ -142,7 +142,7 @@ fn with_db_status(
             return 1;
         }
     };
-    let pool = match startup::prepare(&mut config) {
+    let pool = match startup::prepare_for_command(&mut config) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("cohort: {e}");
@@ -339,6 +339,7 @@ fn import_patients(rest: &[&str]) -> i32 {
                 crate::organization::Role::Member,
             )?;
             if dry_run {
+                crate::import::check_study(conn, &scope, &opts)?;
                 return crate::import::check(conn, &scope, &table, today);
             }
             let report = crate::import::commit(conn, &user, &scope, &table, &opts, today)?;
@@ -371,7 +372,8 @@ fn import_patients(rest: &[&str]) -> i32 {
         out.push_str(&rejected_lines(&preview));
         let status = if rejected == 0 {
             0
-        } else if dry_run || !skip_invalid {
+        } else if dry_run || !skip_invalid || rejected == preview.rows.len() {
+            // Nothing (or nothing at all) was imported.
             1
         } else {
             3

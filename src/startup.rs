@@ -51,13 +51,26 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// Connects and migrates; shared by `serve` and the CLI verbs.
 pub fn prepare(config: &mut Config) -> Result<db::Pool, String> {
+    prepare_pool(config, false)
+}
+
+/// `prepare` for a command-line verb: a small pool that opens nothing in the background.
+pub fn prepare_for_command(config: &mut Config) -> Result<db::Pool, String> {
+    prepare_pool(config, true)
+}
+
+fn prepare_pool(config: &mut Config, command: bool) -> Result<db::Pool, String> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         format!(
             "COHORT_DATA_DIR: cannot create {}: {e}",
             config.data_dir.display()
         )
     })?;
-    let pool = db::connect(&config.database_url, config.backend.clone())?;
+    let pool = if command {
+        db::connect_sized(&config.database_url, config.backend.clone(), 2, Some(0))?
+    } else {
+        db::connect(&config.database_url, config.backend.clone())?
+    };
     let mut conn = pool
         .get()
         .map_err(|e| format!("DATABASE_URL: cannot connect: {e}"))?;

@@ -93,6 +93,16 @@ pub fn local_path(next: Option<&str>) -> Option<String> {
     }
 }
 
+/// Text for a CSV cell a spreadsheet will open: a leading `=`, `+`, `-`, `@`, tab or CR
+/// would make it a formula, so such text gets a leading apostrophe.
+pub fn spreadsheet_safe(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{v}"))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

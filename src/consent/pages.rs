@@ -159,12 +159,7 @@ struct ExportQuery {
 
 /// Quotes a CSV field when it needs it, and defuses text a spreadsheet would run as a formula.
 fn csv_field(out: &mut String, v: &str) {
-    let risky = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let v = if risky {
-        format!("'{v}")
-    } else {
-        v.to_string()
-    };
+    let v = crate::util::spreadsheet_safe(v);
     if v.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&v.replace('"', "\"\""));

@@ -93,6 +93,22 @@ impl ManageConnection for Manager {
 /// Makes sure a SQLite file's folder exists, then builds the pool. The first connection is
 /// opened here so a bad URL stops start-up with the driver's message.
 pub fn connect(url: &str, backend: Backend) -> Result<Pool, String> {
+    let size = match backend {
+        Backend::Sqlite => 8,
+        Backend::Postgres => 16,
+    };
+    connect_sized(url, backend, size, Some(2))
+}
+
+/// `connect` with a chosen size. A command that runs and exits keeps no idle connections:
+/// r2d2 opens those on background threads, which must not be mid-connect when the process
+/// exits.
+pub fn connect_sized(
+    url: &str,
+    backend: Backend,
+    size: u32,
+    min_idle: Option<u32>,
+) -> Result<Pool, String> {
     let manager = Manager::new(url, backend.clone());
     if backend == Backend::Sqlite {
         if let Some(parent) = std::path::Path::new(&manager.url).parent() {
@@ -106,13 +122,9 @@ pub fn connect(url: &str, backend: Backend) -> Result<Pool, String> {
     manager
         .open()
         .map_err(|e| format!("DATABASE_URL: cannot connect: {e}"))?;
-    let size = match backend {
-        Backend::Sqlite => 8,
-        Backend::Postgres => 16,
-    };
     r2d2::Pool::builder()
         .max_size(size)
-        .min_idle(Some(2))
+        .min_idle(min_idle)
         .connection_timeout(Duration::from_secs(10))
         .build(manager)
         .map_err(|e| format!("DATABASE_URL: cannot build the connection pool: {e}"))

@@ -363,6 +363,23 @@ pub struct Options {
     pub invite: Option<(String, i64)>,
 }
 
+/// The study everyone is to be enrolled in: of this organization, and taking enrolments.
+/// A dry run asks the same question, so it approves only what the import would do.
+pub fn check_study(
+    conn: &mut DbConnection,
+    scope: &OrgScope,
+    opts: &Options,
+) -> Result<Option<crate::study::Study>, AppError> {
+    match opts.study_id {
+        Some(id) => {
+            let s = crate::study::in_scope(conn, scope, id)?;
+            crate::study::require_active(&s, "enrolments")?;
+            Ok(Some(s))
+        }
+        None => Ok(None),
+    }
+}
+
 /// What a commit did.
 pub struct Report {
     pub preview: Preview,
@@ -392,10 +409,7 @@ pub fn commit(
             if invalid == 1 { "it" } else { "them" }
         )));
     }
-    let study = match opts.study_id {
-        Some(id) => Some(crate::study::in_scope(conn, scope, id)?),
-        None => None,
-    };
+    let study = check_study(conn, scope, opts)?;
     let fresh: Vec<&ValidPatient> = preview
         .rows
         .iter()
@@ -487,7 +501,8 @@ pub fn outcome_csv(preview: &Preview) -> String {
                     .join("; "),
             ),
         };
-        let _ = w.write_record([r.line.to_string(), r.email.clone(), outcome, problems]);
+        let safe = |v: &str| crate::util::spreadsheet_safe(v).into_owned();
+        let _ = w.write_record([r.line.to_string(), safe(&r.email), outcome, safe(&problems)]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }

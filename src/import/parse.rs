@@ -152,10 +152,26 @@ impl std::fmt::Display for FileError {
     }
 }
 
+/// Line breaks in some bytes: CRLF, LF, or a lone CR (old Mac files) each count once.
+fn line_breaks(bytes: &[u8]) -> u64 {
+    let mut n = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'\n' => n += 1,
+            b'\r' if bytes.get(i + 1) != Some(&b'\n') => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
+
 /// The delimiter of the header line: the most frequent of comma, semicolon and tab outside
 /// quotes; comma when there is none.
 fn delimiter(text: &str) -> u8 {
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let first = text
+        .split(['\r', '\n'])
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
     let mut quoted = false;
     for c in first.bytes() {
@@ -187,11 +203,7 @@ pub fn read(bytes: &[u8], max_rows: usize) -> Result<Table, FileError> {
         return Err(FileError::NotText);
     }
     let text = std::str::from_utf8(bytes).map_err(|e| FileError::NotUtf8 {
-        line: bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1,
+        line: line_breaks(&bytes[..e.valid_up_to()]) as usize + 1,
     })?;
     let delimiter = delimiter(text);
     let mut reader = csv::ReaderBuilder::new()
@@ -246,10 +258,7 @@ pub fn read(bytes: &[u8], max_rows: usize) -> Result<Table, FileError> {
             byte += 1;
         }
         if byte >= counted_to {
-            counted_lines += text.as_bytes()[counted_to..byte]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count() as u64;
+            counted_lines += line_breaks(&text.as_bytes()[counted_to..byte]);
             counted_to = byte;
         }
         counted_lines
@@ -356,6 +365,17 @@ mod tests {
             ]
         );
         assert_eq!(t.headers[3], ("Notes".to_string(), None));
+    }
+
+    #[test]
+    fn old_mac_line_endings_count_as_lines() {
+        let t = read(
+            b"email,family_name,given_name\ra@x.org,Lee,Al\rb@x.org,Ma,Bo\r",
+            10,
+        )
+        .expect("reads");
+        assert_eq!(rows(&t)[1], (3, "b@x.org".into(), "Ma".into()));
+        assert_eq!(line_breaks(b"a\r\nb\rc\n"), 3);
     }
 
     #[test]
