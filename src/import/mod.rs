@@ -419,9 +419,11 @@ pub fn commit(
         })
         .collect();
     let created = crate::patient::repo::insert_many(conn, scope.org_id(), &fresh)?;
-    let mut imported: Vec<i64> = created.values().copied().collect();
+    // In the file's order, so enrolments, invitations and reports follow it.
+    let mut imported: Vec<i64> = Vec::with_capacity(preview.rows.len());
     for r in &preview.rows {
         match &r.outcome {
+            Ok((Action::Create, p)) => imported.extend(created.get(&p.email).copied()),
             Ok((Action::AddToOrganization(id), _)) => {
                 crate::patient::repo::link(conn, *id, scope.org_id())?;
                 imported.push(*id);

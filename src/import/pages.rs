@@ -429,10 +429,25 @@ async fn cancel(
         .db
         .tx(move |conn| {
             let (upload, _) = load(conn, &user, id, Role::Member)?;
-            repo::finish(conn, id, "cancelled", None, None)?;
+            if !repo::finish(conn, id, "cancelled", None, None)? {
+                return Err(AppError::Conflict(
+                    "This file was already imported (or set aside) meanwhile; see the result below."
+                        .into(),
+                ));
+            }
             Ok(upload.organization_id)
         })
-        .await?;
+        .await;
+    let org = match org {
+        Ok(org) => org,
+        Err(AppError::Conflict(m)) => {
+            c.flash("error", m);
+            return Ok(crate::console::see_other(&format!(
+                "/patients/imports/{id}"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     Ok(c.done(
         "Nothing was imported. Fix the file and upload it again.",
         &format!("/patients/import?organization_id={org}"),
