@@ -342,7 +342,8 @@ fn import_patients(rest: &[&str]) -> i32 {
                 crate::import::check_study(conn, &scope, &opts)?;
                 return crate::import::check(conn, &scope, &table, today);
             }
-            let report = crate::import::commit(conn, &user, &scope, &table, &opts, today)?;
+            let report =
+                crate::import::commit(conn, &user, &scope, &table, &opts, today, &mut |_, _| {})?;
             issued = report.invitations;
             Ok(report.preview)
         };

@@ -29,6 +29,8 @@ pub struct AppState {
     pub oidc: Option<Oidc>,
     /// Consent review totals per study, checked against the database on each use.
     pub review_totals: crate::consent::TotalsCache,
+    /// Imports running in the background on this instance: id → (patients written, to write).
+    pub import_progress: std::sync::Mutex<std::collections::HashMap<i64, (usize, usize)>>,
 }
 
 impl AppState {
@@ -188,6 +190,7 @@ impl Application {
             mail,
             oidc,
             review_totals: Default::default(),
+            import_progress: Default::default(),
         });
         let server = server(listener, state.clone())?;
         Ok(Application {

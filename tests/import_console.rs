@@ -1157,3 +1157,47 @@ on_both_backends!(
         assert_eq!(res.status(), 404, "nor one that does not exist");
     }
 );
+
+on_both_backends!(
+    a_large_file_is_imported_in_the_background_while_the_page_shows_progress_then_the_result,
+    |app: TestApp| async move {
+        let (web, _, north) = ana_in_north(&app).await;
+        let mut csv = String::from("email,family_name,given_name\n");
+        for i in 0..5_050 {
+            csv.push_str(&format!("big{i}@x.org,Family{i},Given\n"));
+        }
+        let (id, page) = web.preview(north, &csv, &[]).await;
+        assert_eq!(stats(&page), before(5_050, 0, 0, 0, 0));
+        let res = web.press(&import_page(id), "Import 5050 rows").await;
+        let (status, page) = web.follow(res).await;
+        assert_eq!(status, 200);
+        assert!(
+            page.text(".flash-success")
+                .starts_with("Importing in the background"),
+            "{}",
+            page.source
+        );
+        // The page follows the run (refreshing itself while it goes) until the result is in.
+        let mut page = page;
+        for _ in 0..300 {
+            if page.exists("#rs-title") {
+                break;
+            }
+            assert_eq!(page.text("#run-title"), "Importing…", "{}", page.source);
+            assert!(page.exists("meta[http-equiv=refresh]"));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            page = web.get(&import_page(id)).await.1;
+        }
+        assert_eq!(page.text("#rs-title"), "Imported", "{}", page.source);
+        assert!(!page.exists("meta[http-equiv=refresh]"));
+        assert_eq!(stats(&page), after("North", [5_050, 0, 0, 0, 0]));
+        assert_eq!(patient_count(&app), 5_050);
+        // Pressing import again on a page left open is refused, not run twice.
+        let res = web
+            .post(&format!("/patients/imports/{id}/commit"), &[])
+            .await;
+        let (_, page) = web.follow(res).await;
+        assert!(page.text(".flash-error").contains("already imported"));
+        assert_eq!(patient_count(&app), 5_050);
+    }
+);

@@ -365,6 +365,7 @@ diesel::table! {
         result -> Nullable<Text>,
         outcome -> Nullable<Text>,
         created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
     }
 }

@@ -397,6 +397,7 @@ pub fn commit(
     table: &Table,
     opts: &Options,
     today: NaiveDate,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, AppError> {
     organization::require(scope, Role::Member)?;
     let preview = check(conn, scope, table, today)?;
@@ -418,7 +419,10 @@ pub fn commit(
             _ => None,
         })
         .collect();
-    let created = crate::patient::repo::insert_many(conn, scope.org_id(), &fresh)?;
+    let total = fresh.len();
+    let created = crate::patient::repo::insert_many(conn, scope.org_id(), &fresh, &mut |done| {
+        progress(done, total)
+    })?;
     // In the file's order, so enrolments, invitations and reports follow it.
     let mut imported: Vec<i64> = Vec::with_capacity(preview.rows.len());
     for r in &preview.rows {

@@ -236,6 +236,10 @@ struct ShowPage {
     problems: Vec<Checked>,
     result: Option<serde_json::Value>,
     can_edit: bool,
+    /// A background run: (patients written, to write) when this instance runs it.
+    progress: Option<(usize, usize)>,
+    /// A background run that shows no sign of life: it can be started again.
+    stopped: bool,
 }
 
 impl ShowPage {
@@ -257,6 +261,14 @@ impl ShowPage {
                     .collect()
             })
             .unwrap_or_default()
+    }
+    fn error(&self) -> String {
+        self.result
+            .as_ref()
+            .and_then(|r| r.get("error"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
     }
     fn more_problems(&self) -> usize {
         self.preview
@@ -327,7 +339,19 @@ async fn show(
         .result
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok());
+    let progress = state
+        .import_progress
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&id).copied());
+    let stopped = upload.status == "running"
+        && progress.is_none()
+        && upload.started_at.is_some_and(|t| {
+            t < crate::util::now() - chrono::Duration::minutes(STOPPED_AFTER_MINUTES)
+        });
     Ok(ShowPage {
+        progress,
+        stopped,
         shell: c.shell(format!("Import of {}", upload.filename), "patients"),
         can_edit: scope.can(Role::Member),
         org,
@@ -345,6 +369,11 @@ struct CommitForm {
     skip_invalid: String,
 }
 
+/// Files with more rows than this are imported in the background.
+const BACKGROUND_ROWS: usize = 5_000;
+/// A background run with no sign of life for this long is taken as stopped.
+const STOPPED_AFTER_MINUTES: i64 = 30;
+
 async fn commit(
     c: Console,
     state: web::Data<AppState>,
@@ -354,17 +383,82 @@ async fn commit(
     let id = id.into_inner();
     let back = format!("/patients/imports/{id}");
     let user = c.user.clone();
+    let skip_invalid = !form.skip_invalid.is_empty();
+    let max_rows = state.config.import_max_rows as usize;
+    let running_here = state
+        .import_progress
+        .lock()
+        .map(|m| m.contains_key(&id))
+        .unwrap_or(false);
+    // Large files go to the background: the run goes on if the browser closes.
+    let background = state
+        .db
+        .tx(move |conn| {
+            let (upload, _) = load(conn, &user, id, Role::Member)?;
+            let stopped = crate::util::now() - chrono::Duration::minutes(STOPPED_AFTER_MINUTES);
+            if !running_here {
+                repo::reopen_stopped(conn, id, stopped)?;
+            }
+            let rows = super::parse::read(upload.content.as_bytes(), max_rows)
+                .map(|t| t.rows.len())
+                .unwrap_or(0);
+            Ok(rows > BACKGROUND_ROWS && repo::start(conn, id)?)
+        })
+        .await?;
+    if background {
+        state
+            .import_progress
+            .lock()
+            .map(|mut m| m.insert(id, (0, 0)))
+            .ok();
+        let (state, user) = (state.clone(), c.user.clone());
+        actix_web::rt::spawn(async move {
+            if let Err(e) = run(&state, user, id, skip_invalid).await {
+                let why = serde_json::json!({"error": e.user_message()}).to_string();
+                let _ = state
+                    .db
+                    .tx(move |conn| repo::finish(conn, id, "failed", Some(&why), None))
+                    .await;
+            }
+            state.import_progress.lock().map(|mut m| m.remove(&id)).ok();
+        });
+        return Ok(c.done(
+            "Importing in the background: you may close this page; it shows the progress and then the result.",
+            &back,
+        ));
+    }
+    match run(&state, c.user.clone(), id, skip_invalid).await {
+        Ok(()) => Ok(c.done(
+            "Imported. The summary and each row's outcome are below.",
+            &back,
+        )),
+        Err(AppError::BadRequest(m) | AppError::Conflict(m)) => {
+            c.flash("error", m);
+            Ok(crate::console::see_other(&back))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Imports an upload in one transaction, then sends its invitations and records how that
+/// went. The same for a request and for a background run.
+async fn run(
+    state: &web::Data<AppState>,
+    user: crate::auth::CurrentUser,
+    id: i64,
+    skip_invalid: bool,
+) -> Result<(), AppError> {
     let (max_rows, url, days) = (
         state.config.import_max_rows as usize,
         state.config.public_url.clone(),
         state.config.invitation_days,
     );
-    let skip_invalid = !form.skip_invalid.is_empty();
-    let done = state
+    let st = state.clone();
+    let (mut result, invitations) = state
         .db
         .tx(move |conn| {
             let (upload, scope) = load(conn, &user, id, Role::Member)?;
-            if upload.status != "previewed" {
+            if upload.status != "previewed" && upload.status != "running" {
                 return Err(AppError::Conflict("This file was already imported or set aside; upload it again to import it again.".into()));
             }
             let table = super::parse::read(upload.content.as_bytes(), max_rows)
@@ -374,7 +468,22 @@ async fn commit(
                 study_id: upload.study_id,
                 invite: upload.invite.then_some((url, days)),
             };
-            let report = super::commit(conn, &user, &scope, &table, &opts, crate::util::now().date())?;
+            let mut progress = |done: usize, total: usize| {
+                if let Ok(mut m) = st.import_progress.lock() {
+                    if let Some(p) = m.get_mut(&id) {
+                        *p = (done, total);
+                    }
+                }
+            };
+            let report = super::commit(
+                conn,
+                &user,
+                &scope,
+                &table,
+                &opts,
+                crate::util::now().date(),
+                &mut progress,
+            )?;
             let p = &report.preview;
             let result = serde_json::json!({
                 "created": p.new_patients(), "added": p.added(), "updated": p.updated(),
@@ -386,20 +495,12 @@ async fn commit(
             }
             Ok((result, report.invitations))
         })
-        .await;
-    let (mut result, invitations) = match done {
-        Ok(r) => r,
-        Err(AppError::BadRequest(m) | AppError::Conflict(m)) => {
-            c.flash("error", m);
-            return Ok(crate::console::see_other(&back));
-        }
-        Err(e) => return Err(e),
-    };
+        .await?;
     // E-mails go after the commit, so a mail failure loses no patient and no link.
     if !invitations.is_empty() {
         let mut failed = Vec::new();
         for issued in &invitations {
-            if let Err(why) = crate::invitation::pages::send(&state, issued).await {
+            if let Err(why) = crate::invitation::pages::send(state, issued).await {
                 failed.push(format!("{} ({why})", issued.email));
             }
         }
@@ -411,10 +512,7 @@ async fn commit(
             .tx(move |conn| repo::set_result(conn, id, &text))
             .await?;
     }
-    Ok(c.done(
-        "Imported. The summary and each row's outcome are below.",
-        &back,
-    ))
+    Ok(())
 }
 
 async fn cancel(

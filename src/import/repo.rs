@@ -23,6 +23,7 @@ pub struct Upload {
     pub result: Option<String>,
     pub outcome: Option<String>,
     pub created_at: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
 }
 
@@ -69,8 +70,38 @@ pub fn organization_of(conn: &mut DbConnection, id: i64) -> AppResult<Option<i64
         .optional()?)
 }
 
-/// Marks an upload done (or cancelled), keeping the summary and the per-row report; false
-/// when it was no longer waiting (another tab or instance finished it first).
+/// Hands an upload to a background run; false when it was no longer waiting.
+pub fn start(conn: &mut DbConnection, id: i64) -> AppResult<bool> {
+    Ok(diesel::update(
+        imports::table
+            .find(id)
+            .filter(imports::status.eq("previewed")),
+    )
+    .set((
+        imports::status.eq("running"),
+        imports::started_at.eq(Some(now())),
+    ))
+    .execute(conn)?
+        > 0)
+}
+
+/// A background run that stopped without finishing (its server went away) goes back to
+/// waiting, so it can be started again; false when it was not stopped.
+pub fn reopen_stopped(conn: &mut DbConnection, id: i64, before: NaiveDateTime) -> AppResult<bool> {
+    Ok(diesel::update(
+        imports::table
+            .find(id)
+            .filter(imports::status.eq("running"))
+            .filter(imports::started_at.lt(before)),
+    )
+    .set(imports::status.eq("previewed"))
+    .execute(conn)?
+        > 0)
+}
+
+/// Marks an upload done (imported, cancelled or failed), keeping the summary and the per-row
+/// report; false when it was no longer waiting or running (another tab or instance finished
+/// it first).
 pub fn finish(
     conn: &mut DbConnection,
     id: i64,
@@ -81,7 +112,7 @@ pub fn finish(
     Ok(diesel::update(
         imports::table
             .find(id)
-            .filter(imports::status.eq("previewed")),
+            .filter(imports::status.eq_any(["previewed", "running"])),
     )
     .set((
         imports::status.eq(status),

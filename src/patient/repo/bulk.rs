@@ -34,11 +34,12 @@ fn optional(s: Option<&str>) -> String {
 }
 
 /// Creates the patients (none of whose e-mails exist yet) in `org_id`; returns each
-/// e-mail with its new patient id.
+/// e-mail with its new patient id. `progress` hears how many are written after each batch.
 pub fn insert_many(
     conn: &mut DbConnection,
     org_id: i64,
     people: &[&ValidPatient],
+    progress: &mut dyn FnMut(usize),
 ) -> AppResult<HashMap<String, i64>> {
     let t = quote(&now().format("%Y-%m-%d %H:%M:%S%.6f").to_string());
     let (tr, fa) = match conn {
@@ -129,6 +130,7 @@ pub fn insert_many(
         }
         conn.batch_execute(&sql)?;
         ids.extend(made);
+        progress(ids.len());
     }
     match conn {
         DbConnection::Sqlite(_) if people.len() > 1000 => {
