@@ -82,6 +82,25 @@
     });
   }
 
+  // A bulk bar shows only the fields its chosen action needs: each field says which
+  // actions it serves in data-shows-for (without this file, all of them show).
+  function setupActionFields() {
+    Array.prototype.forEach.call(document.querySelectorAll("select[name=action]"), function (select) {
+      var form = select.form;
+      if (!form) return;
+      var fields = form.querySelectorAll("[data-shows-for]");
+      function update() {
+        Array.prototype.forEach.call(fields, function (el) {
+          var wanted = el.getAttribute("data-shows-for").split(" ").indexOf(select.value) >= 0;
+          el.hidden = !wanted;
+        });
+      }
+      select.addEventListener("change", update);
+      update();
+    });
+  }
+
   setupModal();
   setupCopy();
+  setupActionFields();
 })();
