@@ -101,8 +101,10 @@ pub fn review(
         .collect();
     let record = match q.patient.as_deref().and_then(|p| p.parse::<i64>().ok()) {
         Some(pid) if q.modal == "record" && scope.can(Role::Member) => {
+            if !super::repo::is_enrolled(conn, s.id, pid)? {
+                return Err(AppError::not_found("Patient"));
+            }
             let p = crate::patient::repo::find(conn, pid)?
-                .filter(|_| super::repo::is_enrolled(conn, s.id, pid).unwrap_or(false))
                 .ok_or_else(|| AppError::not_found("Patient"))?;
             let mine: BTreeMap<i64, (bool, NaiveDateTime)> =
                 super::repo::decisions(conn, s.id, &[pid])?

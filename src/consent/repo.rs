@@ -333,6 +333,18 @@ pub fn scope_totals(conn: &mut DbConnection, study_id: i64) -> AppResult<Vec<(i6
         .load(conn)?)
 }
 
+/// (study id, scope id, decisions) for several studies at once, from the counters.
+pub fn decided_of(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, i64, i64)>> {
+    Ok(study_scope_counts::table
+        .filter(study_scope_counts::study_id.eq_any(study_ids))
+        .select((
+            study_scope_counts::study_id,
+            study_scope_counts::codeable_concept_id,
+            study_scope_counts::consented + study_scope_counts::declined,
+        ))
+        .load(conn)?)
+}
+
 /// Response figures over a study's enrolments from what each carries (decisions, latest
 /// invitation, invitations issued): (invited, invited and responded, issued, redeemed, open,
 /// expired). One walk along a covering index; no timestamp is read back.

@@ -19,7 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub const MAX_BULK: i64 = 100_000;
 
 /// "1 patient", "2 patients".
-fn patients(n: usize) -> String {
+pub(crate) fn patients(n: usize) -> String {
     if n == 1 {
         "1 patient".into()
     } else {

@@ -498,7 +498,7 @@ impl PatientForm {
     }
 }
 
-pub(super) fn org_param(s: &str) -> Result<i64, AppError> {
+pub(crate) fn org_param(s: &str) -> Result<i64, AppError> {
     s.trim().parse().map_err(|_| {
         AppError::BadRequest("The form did not say which organization; reload the page.".into())
     })

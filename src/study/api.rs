@@ -298,42 +298,15 @@ async fn show(
     Ok(HttpResponse::Ok().json(json))
 }
 
-/// One write transaction on a study as a member of its organization.
-async fn act_on<T, F>(
-    state: &web::Data<AppState>,
-    user: CurrentUser,
-    id: i64,
-    f: F,
-) -> Result<T, AppError>
-where
-    F: FnOnce(
-            &mut DbConnection,
-            &CurrentUser,
-            &organization::OrgScope,
-            &Study,
-        ) -> Result<T, AppError>
-        + Send
-        + 'static,
-    T: Send + 'static,
-{
-    state
-        .db
-        .tx(move |conn| {
-            let (s, scope) = super::authorize(conn, &user, id, Role::Member)?;
-            f(conn, &user, &scope, &s)
-        })
-        .await
-}
-
 async fn update(
     user: CurrentUser,
     state: web::Data<AppState>,
     id: web::Path<i64>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
-    let json = act_on(
-        &state,
-        user,
+    let json = super::act(
+        &state.db,
+        &user,
         id.into_inner(),
         move |conn, user, scope, s| {
             // Checked once the caller may change the study, so it tells an outsider nothing.
@@ -359,7 +332,7 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, AppError> {
-    act_on(&state, user, id.into_inner(), |conn, user, scope, s| {
+    super::act(&state.db, &user, id.into_inner(), |conn, user, scope, s| {
         super::delete(conn, user, scope, s)
     })
     .await?;
@@ -433,9 +406,9 @@ async fn enrol(
 ) -> Result<HttpResponse, AppError> {
     let ids = patient_ids(&body)?;
     let n = ids.iter().collect::<std::collections::BTreeSet<_>>().len();
-    let added = act_on(
-        &state,
-        user,
+    let added = super::act(
+        &state.db,
+        &user,
         id.into_inner(),
         move |conn, user, scope, s| super::enrol(conn, user, scope, s, &ids),
     )
@@ -451,9 +424,9 @@ async fn unenrol(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
     let ids = patient_ids(&body)?;
-    let removed = act_on(
-        &state,
-        user,
+    let removed = super::act(
+        &state.db,
+        &user,
         id.into_inner(),
         move |conn, user, scope, s| super::unenrol(conn, user, scope, s, &ids),
     )
@@ -496,7 +469,7 @@ async fn add_item(
     id: i64,
     item: super::Item,
 ) -> Result<HttpResponse, AppError> {
-    let (added, json) = act_on(&state, user, id, move |conn, user, scope, s| {
+    let (added, json) = super::act(&state.db, &user, id, move |conn, user, scope, s| {
         let added = super::add(conn, user, scope, s, item)?;
         Ok((added, one(conn, s)?))
     })
@@ -514,7 +487,7 @@ async fn remove_item(
     id: i64,
     item: super::Item,
 ) -> Result<HttpResponse, AppError> {
-    act_on(&state, user, id, move |conn, user, scope, s| {
+    super::act(&state.db, &user, id, move |conn, user, scope, s| {
         super::remove(conn, user, scope, s, item)
     })
     .await?;

@@ -89,6 +89,23 @@ pub fn authorize(
     Ok((study, scope))
 }
 
+/// One write transaction on a study as a member of its organization: the check and the work
+/// commit together, and the work gets the study and the scope that proves the check.
+pub async fn act<T, F>(db: &crate::db::Db, user: &CurrentUser, id: i64, f: F) -> Result<T, AppError>
+where
+    F: FnOnce(&mut DbConnection, &CurrentUser, &OrgScope, &Study) -> Result<T, AppError>
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    let user = user.clone();
+    db.tx(move |conn| {
+        let (s, scope) = authorize(conn, &user, id, Role::Member)?;
+        f(conn, &user, &scope, &s)
+    })
+    .await
+}
+
 /// The study, checked against a scope the caller already holds.
 pub fn in_scope(conn: &mut DbConnection, scope: &OrgScope, id: i64) -> Result<Study, AppError> {
     repo::find(conn, id)?

@@ -211,12 +211,14 @@ async fn list_page(
     })
 }
 
-/// Enrolment counts and consent completion for a page of studies, from the counters.
+/// Enrolment counts and consent completion for a page of studies, from the counters, in
+/// three queries whatever the page size.
 fn rows_for(conn: &mut crate::db::DbConnection, studies: Vec<Study>) -> Result<Vec<Row>, AppError> {
     let ids: Vec<i64> = studies.iter().map(|s| s.id).collect();
     let counts = repo::counts(conn, &ids)?;
     let requested = repo::scope_requests(conn, &ids)?;
-    studies
+    let decided = crate::consent::repo::decided_of(conn, &ids)?;
+    Ok(studies
         .into_iter()
         .map(|s| {
             let enrolled = counts
@@ -224,21 +226,24 @@ fn rows_for(conn: &mut crate::db::DbConnection, studies: Vec<Study>) -> Result<V
                 .find(|(id, _, _)| *id == s.id)
                 .map(|(_, e, _)| *e)
                 .unwrap_or(0);
-            let scopes: Vec<Scope> = requested
+            let scopes: Vec<i64> = requested
                 .iter()
                 .filter(|(sid, _)| *sid == s.id)
-                .map(|(_, sc)| sc.clone())
+                .map(|(_, sc)| sc.id)
                 .collect();
-            let totals = crate::consent::scope_totals(conn, s.id, &scopes, enrolled)?;
-            let decided: i64 = totals.iter().map(|t| t.consented + t.declined).sum();
+            let done: i64 = decided
+                .iter()
+                .filter(|(sid, scope, _)| *sid == s.id && scopes.contains(scope))
+                .map(|(_, _, n)| *n)
+                .sum();
             let all = enrolled * scopes.len() as i64;
-            Ok(Row {
-                completion: (all > 0).then(|| (decided * 100 + all / 2) / all),
+            Row {
+                completion: (all > 0).then(|| (done * 100 + all / 2) / all),
                 enrolled,
                 s,
-            })
+            }
         })
-        .collect()
+        .collect())
 }
 
 async fn list(
@@ -256,18 +261,12 @@ async fn list(
     .await
 }
 
-fn org_param(s: &str) -> Result<i64, AppError> {
-    s.trim().parse().map_err(|_| {
-        AppError::BadRequest("The form did not say which organization; reload the page.".into())
-    })
-}
-
 async fn create(
     c: Console,
     state: web::Data<AppState>,
     CsrfForm(form): CsrfForm<StudyForm>,
 ) -> Result<HttpResponse, AppError> {
-    let org_id = org_param(&form.organization_id)?;
+    let org_id = crate::patient::pages::org_param(&form.organization_id)?;
     let input = form.input();
     let result = organization::act(
         &state.db,
@@ -520,34 +519,6 @@ async fn show(
     .await
 }
 
-/// Runs a change to one study as a member of its organization, in one write transaction.
-async fn act_on<T, F>(
-    state: &web::Data<AppState>,
-    c: &Console,
-    id: i64,
-    f: F,
-) -> Result<T, AppError>
-where
-    F: FnOnce(
-            &mut crate::db::DbConnection,
-            &crate::auth::CurrentUser,
-            &organization::OrgScope,
-            &Study,
-        ) -> Result<T, AppError>
-        + Send
-        + 'static,
-    T: Send + 'static,
-{
-    let user = c.user.clone();
-    state
-        .db
-        .tx(move |conn| {
-            let (s, scope) = super::authorize(conn, &user, id, Role::Member)?;
-            f(conn, &user, &scope, &s)
-        })
-        .await
-}
-
 /// A refusal the page can explain (a conflict or bad input) comes back as a flash message.
 fn or_flash(
     c: &Console,
@@ -578,7 +549,7 @@ async fn update(
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
     let input = form.input();
-    let result = act_on(&state, &c, id, move |conn, user, scope, s| {
+    let result = super::act(&state.db, &c.user, id, move |conn, user, scope, s| {
         super::update(conn, user, scope, s, &input)
     })
     .await;
@@ -609,7 +580,7 @@ async fn delete(
     _form: CsrfForm<NoFields>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
-    let r = act_on(&state, &c, id, |conn, user, scope, s| {
+    let r = super::act(&state.db, &c.user, id, |conn, user, scope, s| {
         super::delete(conn, user, scope, s)?;
         Ok((s.name.clone(), s.organization_id))
     })
@@ -645,7 +616,7 @@ async fn change_item(
         super::Item::Scope(_) => format!("/studies/{id}#requested"),
         super::Item::Source(_) => format!("/studies/{id}#sources"),
     };
-    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
+    let r = super::act(&state.db, &c.user, id, move |conn, user, scope, s| {
         if add {
             super::add(conn, user, scope, s, item)?;
         } else {
@@ -721,14 +692,6 @@ fn ids_of(pairs: &[(String, String)]) -> Vec<i64> {
         .collect()
 }
 
-fn patients(n: usize) -> String {
-    if n == 1 {
-        "1 patient".into()
-    } else {
-        format!("{n} patients")
-    }
-}
-
 async fn enrol(
     c: Console,
     state: web::Data<AppState>,
@@ -745,13 +708,13 @@ async fn enrol(
             .map(|(_, v)| v.as_str()),
     )
     .unwrap_or_else(|| format!("/studies/{id}"));
-    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
+    let r = super::act(&state.db, &c.user, id, move |conn, user, scope, s| {
         super::enrol(conn, user, scope, s, &ids)
     })
     .await
     .map(|n| {
         let msg = match asked - n {
-            0 => format!("Enrolled {}.", patients(n)),
+            0 => format!("Enrolled {}.", crate::patient::bulk::patients(n)),
             same if n == 0 => format!(
                 "{} already enrolled; nothing changed.",
                 if same == 1 {
@@ -762,8 +725,8 @@ async fn enrol(
             ),
             same => format!(
                 "Enrolled {}; {} already enrolled.",
-                patients(n),
-                patients(same)
+                crate::patient::bulk::patients(n),
+                crate::patient::bulk::patients(same)
             ),
         };
         c.done(msg, &back)
@@ -786,7 +749,7 @@ async fn unenrol(
             .map(|(_, v)| v.as_str()),
     )
     .unwrap_or_else(|| format!("/studies/{id}"));
-    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
+    let r = super::act(&state.db, &c.user, id, move |conn, user, scope, s| {
         super::unenrol(conn, user, scope, s, &ids)
     })
     .await
@@ -794,7 +757,7 @@ async fn unenrol(
         c.done(
             format!(
                 "Removed {} from the study, with their consent decisions in it.",
-                patients(n)
+                crate::patient::bulk::patients(n)
             ),
             &back,
         )
@@ -816,7 +779,7 @@ async fn invite(
         state.config.public_url.clone(),
         state.config.invitation_days,
     );
-    let r = act_on(&state, &c, id, move |conn, user, scope, s| {
+    let r = super::act(&state.db, &c.user, id, move |conn, user, scope, s| {
         super::require_active(s, "invitations")?;
         if ids.is_empty() {
             return Err(AppError::BadRequest(
@@ -845,7 +808,10 @@ async fn invite(
     }
     if failed.is_empty() {
         Ok(c.done(
-            format!("E-mailed {} an invitation link.", patients(made.len())),
+            format!(
+                "E-mailed {} an invitation link.",
+                crate::patient::bulk::patients(made.len())
+            ),
             &back,
         ))
     } else {
