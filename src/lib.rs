@@ -14,6 +14,7 @@ pub mod error;
 pub mod import;
 pub mod invitation;
 pub mod mail;
+pub mod observation;
 pub mod organization;
 pub mod patient;
 pub mod practitioner;

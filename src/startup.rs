@@ -261,8 +261,10 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(study::api::routes)
                     .configure(consent::api::routes)
                     .configure(data_source::api::routes)
+                    .configure(crate::observation::api::routes)
                     .default_service(web::to(errors::api_not_found)),
             )
+            .service(web::scope("/FHIR/R5").configure(crate::observation::fhir::routes))
             .service(
                 web::scope("")
                     .wrap(ErrorHandlers::new().default_handler(errors::html_error))
@@ -277,6 +279,7 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(study::pages::routes)
                     .configure(consent::pages::routes)
                     .configure(data_source::pages::routes)
+                    .configure(crate::observation::pages::routes)
                     .configure(practitioner::pages::routes)
                     .configure(profile::pages::routes)
                     .configure(audit::pages::routes)

@@ -160,7 +160,7 @@ struct ExportQuery {
 }
 
 /// Quotes a CSV field when it needs it, and defuses text a spreadsheet would run as a formula.
-fn csv_field(out: &mut String, v: &str) {
+pub(crate) fn csv_field(out: &mut String, v: &str) {
     let v = crate::util::spreadsheet_safe(v);
     if v.contains([',', '"', '\n', '\r']) {
         out.push('"');

@@ -2,22 +2,18 @@
 //! tab shares (remembered per practitioner across tabs and sign-ins).
 
 use actix_web::{web, HttpResponse};
-use askama::Template;
-use askama_web::WebTemplate;
 use diesel::prelude::*;
 use serde::Deserialize;
 
-use super::{Console, Shell};
+use super::Console;
 use crate::auth::CurrentUser;
-use crate::db::schema::{patient_organizations, studies};
 use crate::db::DbConnection;
 use crate::error::{AppError, AppResult};
 use crate::organization::{self, Organization, Role};
 use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/observations", web::get().to(observations));
+    cfg.route("/", web::get().to(index));
 }
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
@@ -102,72 +98,4 @@ impl OrgQuery {
     pub fn id(&self) -> Option<i64> {
         self.organization_id.as_deref().and_then(|s| s.parse().ok())
     }
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "console/tab.html")]
-struct TabPage {
-    shell: Shell,
-    heading: &'static str,
-    path: &'static str,
-    org: Option<Organization>,
-    options: Vec<OrgOption>,
-    patients: i64,
-    studies: i64,
-}
-
-async fn tab(
-    c: Console,
-    state: web::Data<AppState>,
-    q: OrgQuery,
-    heading: &'static str,
-    path: &'static str,
-    nav: &'static str,
-) -> Result<TabPage, AppError> {
-    let user = c.user.clone();
-    let (org, options, patients, studies) = state
-        .db
-        .tx(move |conn| {
-            let (org, options) = selected_organization(conn, &user, q.id())?;
-            let (p, s) = match &org {
-                Some((o, _)) => (
-                    patient_organizations::table
-                        .filter(patient_organizations::organization_id.eq(o.id))
-                        .count()
-                        .get_result::<i64>(conn)?,
-                    studies::table
-                        .filter(studies::organization_id.eq(o.id))
-                        .count()
-                        .get_result::<i64>(conn)?,
-                ),
-                None => (0, 0),
-            };
-            Ok((org.map(|(o, _)| o), options, p, s))
-        })
-        .await?;
-    Ok(TabPage {
-        shell: c.shell(heading, nav),
-        heading,
-        path,
-        org,
-        options,
-        patients,
-        studies,
-    })
-}
-
-async fn observations(
-    c: Console,
-    state: web::Data<AppState>,
-    q: web::Query<OrgQuery>,
-) -> Result<TabPage, AppError> {
-    tab(
-        c,
-        state,
-        q.into_inner(),
-        "Observations",
-        "/observations",
-        "observations",
-    )
-    .await
 }

@@ -214,7 +214,8 @@ diesel::table! {
         status -> Text,
         identifier_system -> Nullable<Text>,
         identifier_value -> Nullable<Text>,
-        effective_start -> Nullable<Timestamp>,
+        // Nullable in the table; migration 000005 filled it and every insert sets it.
+        effective_start -> Timestamp,
         effective_end -> Nullable<Timestamp>,
         omh_data -> Text,
         created_at -> Timestamp,

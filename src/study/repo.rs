@@ -187,6 +187,15 @@ pub fn find_scope_by_code(
     Ok(q.select(Scope::as_select()).first(conn).optional()?)
 }
 
+/// The ids of the patients enrolled in a study, in id order.
+pub fn members(conn: &mut DbConnection, study_id: i64) -> AppResult<Vec<i64>> {
+    Ok(study_patients::table
+        .filter(study_patients::study_id.eq(study_id))
+        .select(study_patients::patient_id)
+        .order(study_patients::patient_id)
+        .load(conn)?)
+}
+
 /// (study id, scope) for each scope these studies request, in scope order.
 pub fn scope_requests(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, Scope)>> {
     Ok(study_scope_requests::table

@@ -104,3 +104,18 @@
   setupCopy();
   setupActionFields();
 })();
+
+// Times on the server-rendered pages follow the browser's time zone: remember it in a
+// cookie the server reads (without this script, times show in UTC and say so).
+(function () {
+  "use strict";
+  try {
+    var tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!tz) return;
+    var current = (document.cookie.match(/(?:^|; )tz=([^;]*)/) || [])[1];
+    if (current && decodeURIComponent(current) === tz) return;
+    document.cookie = "tz=" + encodeURIComponent(tz) + "; path=/; max-age=31536000; samesite=lax";
+    // The page just drawn used the old zone; draw it again in the right one.
+    if (document.querySelector("[data-times]")) location.reload();
+  } catch (e) { /* no Intl: stay in UTC */ }
+})();

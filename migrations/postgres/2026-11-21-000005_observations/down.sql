@@ -1,0 +1,3 @@
+DROP INDEX idx_consents_patient_id_concept;
+DROP INDEX idx_observations_patient_concept_effective;
+DROP INDEX idx_observations_effective_start_id;

@@ -1,0 +1,509 @@
+//! Observations: Open mHealth data points that patients' devices upload, as FHIR R5
+//! Observation resources. Who may see which (the access filter of every list), and the upload
+//! checks, in the order the compatibility page gives, each with its status and message.
+
+pub mod api;
+pub mod chart;
+pub mod fhir;
+pub mod model;
+pub mod omh;
+pub mod pages;
+pub mod repo;
+
+use std::collections::{HashMap, HashSet};
+
+use base64::Engine;
+use serde_json::Value;
+
+pub use model::{NewObservation, Observation};
+
+use crate::audit::Audit;
+use crate::auth::CurrentUser;
+use crate::db::DbConnection;
+use crate::error::AppError;
+use crate::organization::{self, Role};
+use crate::util::now;
+
+/// A data type as the exchange knows it.
+#[derive(Clone, Debug)]
+pub struct Concept {
+    pub id: i64,
+    pub system: String,
+    pub code: String,
+    pub text: String,
+}
+
+pub fn concepts(conn: &mut DbConnection) -> Result<Vec<Concept>, AppError> {
+    Ok(repo::concepts(conn)?
+        .into_iter()
+        .map(|(id, system, code, text)| Concept {
+            id,
+            system,
+            code,
+            text,
+        })
+        .collect())
+}
+
+/// What a caller asked to see, before access is checked.
+#[derive(Clone, Debug, Default)]
+pub struct Wanted {
+    pub organization: Option<i64>,
+    pub study: Option<i64>,
+    pub patient: Option<i64>,
+    pub concept: Option<i64>,
+    pub from: Option<chrono::NaiveDateTime>,
+    pub to: Option<chrono::NaiveDateTime>,
+    pub updated_from: Option<chrono::NaiveDateTime>,
+    pub updated_to: Option<chrono::NaiveDateTime>,
+}
+
+/// Turns what was asked into a filter the caller may see: observations of patients who share
+/// an organization with them. A named organization, study or patient the caller cannot see is
+/// reported as missing.
+pub fn visible_filter(
+    conn: &mut DbConnection,
+    user: &CurrentUser,
+    w: &Wanted,
+) -> Result<repo::Filter, AppError> {
+    let mut f = repo::Filter {
+        orgs: None,
+        study: w.study,
+        patient: w.patient,
+        patients: None,
+        concept: w.concept,
+        from: w.from,
+        to: w.to,
+        updated_from: w.updated_from,
+        updated_to: w.updated_to,
+    };
+    let mut narrowed = false;
+    if let Some(org) = w.organization {
+        organization::authorize(conn, user, org, Role::Viewer)?;
+        f.orgs = Some(vec![org]);
+        narrowed = true;
+    }
+    if let Some(s) = w.study {
+        let (study, _) = crate::study::authorize(conn, user, s, Role::Viewer)?;
+        if w.organization.is_some_and(|o| o != study.organization_id) {
+            // The study's patients are all in its own organization: nothing matches.
+            f.orgs = Some(Vec::new());
+        }
+        narrowed = true;
+    }
+    if let Some(p) = w.patient {
+        if user.patient_id == Some(p) {
+            narrowed = true;
+        } else {
+            crate::patient::authorize(conn, user, p, Role::Viewer)?;
+            narrowed = true;
+        }
+    }
+    if !narrowed {
+        if let Some(own) = user.patient_id.filter(|_| user.practitioner_id.is_none()) {
+            f.patient = Some(own);
+        } else if !user.is_superuser() {
+            f.orgs = Some(organization::visible(conn, user)?.1.into_keys().collect());
+        }
+    }
+    Ok(f)
+}
+
+/// Why one uploaded observation was refused: the HTTP status and a message that says what to fix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: String,
+}
+
+fn refuse(status: u16, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+    }
+}
+
+/// `"<Type>/<id>"` → id.
+fn reference(v: &Value, field: &str, kind: &str) -> Result<i64, Refusal> {
+    let r = v
+        .get(field)
+        .and_then(|s| s.get("reference"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            refuse(
+                400,
+                format!("{field}.reference is required: give it as \"{kind}/<id>\"."),
+            )
+        })?;
+    r.strip_prefix(kind)
+        .and_then(|s| s.strip_prefix('/'))
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            refuse(
+                400,
+                format!("{field}.reference must look like \"{kind}/<id>\" with a whole-number id; got \"{r}\"."),
+            )
+        })
+}
+
+/// The system under which an upload without an identifier is known by its OMH header uuid.
+pub const UUID_SYSTEM: &str = "urn:ietf:rfc:3986";
+
+/// Checks and stores uploads for one caller, remembering what it looked up across a batch.
+pub struct Uploader<'a> {
+    conn: &'a mut DbConnection,
+    user: &'a CurrentUser,
+    concepts: Vec<Concept>,
+    patients: HashMap<i64, Result<(), Refusal>>,
+    devices: HashMap<i64, bool>,
+    consent: HashMap<(i64, i64), Result<(), Refusal>>,
+    taken: HashMap<(String, String), i64>,
+    seen: HashSet<(String, String)>,
+}
+
+/// The outcome of each entry of an upload, in order: the new observation or the refusal.
+pub type Outcomes = Vec<Result<Observation, Refusal>>;
+
+impl<'a> Uploader<'a> {
+    pub fn new(conn: &'a mut DbConnection, user: &'a CurrentUser) -> Result<Self, AppError> {
+        let concepts = concepts(conn)?;
+        Ok(Uploader {
+            conn,
+            user,
+            concepts,
+            patients: HashMap::new(),
+            devices: HashMap::new(),
+            consent: HashMap::new(),
+            taken: HashMap::new(),
+            seen: HashSet::new(),
+        })
+    }
+
+    /// Checks every resource, stores the good ones in one go, and says what became of each.
+    pub fn upload(mut self, resources: &[&Value]) -> Result<Outcomes, AppError> {
+        // Identifiers given by the uploads, looked up at once rather than one by one.
+        let given: Vec<(String, String)> = resources.iter().filter_map(|r| identifier(r)).collect();
+        self.taken = repo::identifiers_used(self.conn, &given)?;
+        let mut checked: Vec<Result<NewObservation, Refusal>> = Vec::with_capacity(resources.len());
+        for r in resources {
+            let one = self.check(r)?;
+            checked.push(one);
+        }
+        let good: Vec<NewObservation> = checked
+            .iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect();
+        let made = repo::insert_many(self.conn, &good)?;
+        let mut out = Vec::with_capacity(checked.len());
+        let mut ids = Vec::new();
+        for c in checked {
+            out.push(match c {
+                Err(e) => Err(e),
+                Ok(n) => {
+                    let key = (n.identifier_system.clone(), n.identifier_value.clone());
+                    match made.get(&key) {
+                        Some(id) => {
+                            ids.push(*id);
+                            Ok(stored(*id, n))
+                        }
+                        None => Err(refuse(
+                            409,
+                            format!(
+                                "An observation with identifier {}|{} already exists; each upload needs its own identifier.",
+                                key.0, key.1
+                            ),
+                        )),
+                    }
+                }
+            });
+        }
+        if !ids.is_empty() {
+            let mut a = Audit::by(self.user, "observation.create");
+            a = if ids.len() == 1 {
+                a.object("observation", ids[0])
+            } else {
+                a.detail(serde_json::json!({
+                    "count": ids.len(),
+                    "first": ids.iter().min(),
+                    "last": ids.iter().max(),
+                }))
+            };
+            a.record(self.conn)?;
+        }
+        Ok(out)
+    }
+
+    /// The checks, in the documented order. Database failures are errors, not refusals.
+    fn check(&mut self, r: &Value) -> Result<Result<NewObservation, Refusal>, AppError> {
+        if r.get("resourceType").and_then(Value::as_str) != Some("Observation") {
+            return Ok(Err(refuse(400, "resourceType must be \"Observation\".")));
+        }
+        // 1. subject
+        let patient_id = match reference(r, "subject", "Patient") {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        // 2. access
+        if let Err(e) = self.may_upload_for(patient_id)? {
+            return Ok(Err(e));
+        }
+        // 3. device
+        let device = match reference(r, "device", "Device") {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !self.device_exists(device)? {
+            return Ok(Err(refuse(
+                404,
+                format!("Device/{device} not found: register the data source first (GET /FHIR/R5/Device/<id> shows one)."),
+            )));
+        }
+        // 4. identifier already used
+        let given = identifier(r);
+        if let Some(id) = &given {
+            if let Some(e) = self.identifier_taken(id) {
+                return Ok(Err(e));
+            }
+        }
+        // 5. code: exactly one coding, a known one
+        let concept = match self.concept_of(r) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        // 6. consent
+        if let Err(e) = self.consented(patient_id, &concept)? {
+            return Ok(Err(e));
+        }
+        // 7. base64 JSON
+        let (text, doc) = match attachment(r) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        // 8. OMH validity
+        let point = match omh::validate(&concept.code, &doc) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Err(refuse(
+                    422,
+                    format!("The data point is not valid {}: {e}.", concept.code),
+                )))
+            }
+        };
+        let status = match r.get("status") {
+            None | Some(Value::Null) => "final".to_string(),
+            Some(Value::String(s)) if model::STATUSES.contains(&s.as_str()) => s.clone(),
+            Some(_) => {
+                return Ok(Err(refuse(
+                    400,
+                    format!("status must be one of {}.", model::STATUSES.join(", ")),
+                )))
+            }
+        };
+        let (system, value) = match given {
+            Some(g) => g,
+            None => {
+                let key = (UUID_SYSTEM.to_string(), format!("urn:uuid:{}", point.uuid));
+                if let Some(e) = self.identifier_taken(&key) {
+                    return Ok(Err(e));
+                }
+                key
+            }
+        };
+        self.seen.insert((system.clone(), value.clone()));
+        Ok(Ok(NewObservation {
+            patient_id,
+            codeable_concept_id: concept.id,
+            data_source_id: Some(device),
+            status,
+            identifier_system: system,
+            identifier_value: value,
+            effective_start: point.effective_start.naive_utc(),
+            effective_end: point.effective_end.map(|e| e.naive_utc()),
+            omh_data: text,
+            at: now(),
+        }))
+    }
+
+    fn may_upload_for(&mut self, patient_id: i64) -> Result<Result<(), Refusal>, AppError> {
+        if let Some(known) = self.patients.get(&patient_id) {
+            return Ok(known.clone());
+        }
+        let answer = if self.user.patient_id == Some(patient_id) {
+            Ok(())
+        } else if self.user.practitioner_id.is_none() && !self.user.is_superuser() {
+            Err(refuse(
+                403,
+                format!("A patient uploads only its own data, not Patient/{patient_id}'s."),
+            ))
+        } else {
+            match crate::patient::authorize(self.conn, self.user, patient_id, Role::Member) {
+                Ok(_) => Ok(()),
+                Err(AppError::NotFound(_)) => Err(refuse(
+                    404,
+                    format!("Patient/{patient_id} not found in your organizations."),
+                )),
+                Err(AppError::Forbidden(_)) => Err(refuse(
+                    403,
+                    format!("You may not upload for Patient/{patient_id}: that needs the member or manager role in one of the patient's organizations; yours is viewer."),
+                )),
+                Err(e) => return Err(e),
+            }
+        };
+        self.patients.insert(patient_id, answer.clone());
+        Ok(answer)
+    }
+
+    fn device_exists(&mut self, id: i64) -> Result<bool, AppError> {
+        if let Some(k) = self.devices.get(&id) {
+            return Ok(*k);
+        }
+        let found = crate::data_source::repo::find(self.conn, id)?.is_some();
+        self.devices.insert(id, found);
+        Ok(found)
+    }
+
+    fn identifier_taken(&self, key: &(String, String)) -> Option<Refusal> {
+        if let Some(id) = self.taken.get(key) {
+            return Some(refuse(
+                409,
+                format!(
+                    "The identifier {}|{} is already used by Observation/{id}; each upload needs its own identifier.",
+                    key.0, key.1
+                ),
+            ));
+        }
+        if self.seen.contains(key) {
+            return Some(refuse(
+                409,
+                format!(
+                    "The identifier {}|{} appears twice in this upload; each observation needs its own.",
+                    key.0, key.1
+                ),
+            ));
+        }
+        None
+    }
+
+    fn concept_of(&self, r: &Value) -> Result<Concept, Refusal> {
+        let codings = r
+            .get("code")
+            .and_then(|c| c.get("coding"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| refuse(400, "code.coding is required: one coding with the data type's system and code, e.g. {\"system\": \"https://w3id.org/openmhealth\", \"code\": \"omh:heart-rate:2.0\"}."))?;
+        if codings.len() != 1 {
+            return Err(refuse(
+                400,
+                format!(
+                    "code.coding must hold exactly one coding; it holds {}.",
+                    codings.len()
+                ),
+            ));
+        }
+        let system = codings[0]
+            .get("system")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let code = codings[0].get("code").and_then(Value::as_str).unwrap_or("");
+        self.concepts
+            .iter()
+            .find(|c| c.system == system && c.code == code)
+            .cloned()
+            .ok_or_else(|| {
+                refuse(
+                    400,
+                    format!(
+                        "Unknown code {system}|{code}. Known codes: {}.",
+                        self.concepts
+                            .iter()
+                            .map(|c| c.code.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })
+    }
+
+    fn consented(&mut self, patient_id: i64, c: &Concept) -> Result<Result<(), Refusal>, AppError> {
+        if let Some(k) = self.consent.get(&(patient_id, c.id)) {
+            return Ok(k.clone());
+        }
+        let studies = repo::consenting_studies(self.conn, patient_id, c.id)?;
+        let answer = if studies.iter().any(|(_, status)| status == "active") {
+            Ok(())
+        } else if let Some((name, status)) = studies.first() {
+            Err(refuse(
+                403,
+                format!("Patient/{patient_id} consented to share {} only in study \"{name}\", which is {status}; it takes no data until it is active again.", c.text),
+            ))
+        } else {
+            Err(refuse(
+                403,
+                format!("Patient/{patient_id} has not consented to share {} ({}) in any study; the patient must consent before data is uploaded.", c.text, c.code),
+            ))
+        };
+        self.consent.insert((patient_id, c.id), answer.clone());
+        Ok(answer)
+    }
+}
+
+fn stored(id: i64, n: NewObservation) -> Observation {
+    Observation {
+        id,
+        patient_id: n.patient_id,
+        codeable_concept_id: n.codeable_concept_id,
+        data_source_id: n.data_source_id,
+        status: n.status,
+        identifier_system: Some(n.identifier_system),
+        identifier_value: Some(n.identifier_value),
+        effective_start: n.effective_start,
+        effective_end: n.effective_end,
+        omh_data: n.omh_data,
+        created_at: n.at,
+        last_updated: n.at,
+    }
+}
+
+/// The first identifier with both a system and a value.
+fn identifier(r: &Value) -> Option<(String, String)> {
+    r.get("identifier")?.as_array()?.iter().find_map(|i| {
+        let s = i.get("system")?.as_str()?.trim();
+        let v = i.get("value")?.as_str()?.trim();
+        (!s.is_empty() && !v.is_empty()).then(|| (s.to_string(), v.to_string()))
+    })
+}
+
+/// The attachment's JSON document: the stored text and its parsed form.
+fn attachment(r: &Value) -> Result<(String, Value), Refusal> {
+    let a = r.get("valueAttachment").ok_or_else(|| {
+        refuse(400, "valueAttachment is required: {\"contentType\": \"application/json\", \"data\": <base64 of the OMH JSON>}.")
+    })?;
+    if let Some(ct) = a.get("contentType").and_then(Value::as_str) {
+        if !ct.starts_with("application/json") {
+            return Err(refuse(
+                400,
+                format!("valueAttachment.contentType must be application/json; got \"{ct}\"."),
+            ));
+        }
+    }
+    let data = a.get("data").and_then(Value::as_str).ok_or_else(|| {
+        refuse(
+            400,
+            "valueAttachment.data is required: the OMH JSON document, base64-encoded.",
+        )
+    })?;
+    let cleaned: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(cleaned.as_bytes())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(cleaned.as_bytes()))
+        .map_err(|e| refuse(400, format!("valueAttachment.data is not base64: {e}.")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| refuse(400, "valueAttachment.data does not decode to UTF-8 text; encode the OMH JSON as UTF-8 before base64."))?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| {
+        refuse(
+            400,
+            format!("valueAttachment.data does not decode to JSON: {e}."),
+        )
+    })?;
+    Ok((text, doc))
+}

@@ -1,0 +1,449 @@
+//! SQL for observations: the only place it lives. Lists page by key along the indexes of
+//! migration 000005, so a page deep in ten million rows costs what the first one does.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+
+use super::model::{NewObservation, Observation};
+use crate::db::schema::{codeable_concepts, consents, observations, studies};
+use crate::db::{DbConnection, MultiBackend};
+use crate::error::AppResult;
+
+/// Which observations a list or search holds. Every condition narrows it.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// The patients of these organizations; None means every patient (a superuser's view).
+    pub orgs: Option<Vec<i64>>,
+    /// The study's patients, and only the data types it requests.
+    pub study: Option<i64>,
+    pub patient: Option<i64>,
+    /// One of these patients (a search's matches).
+    pub patients: Option<Vec<i64>>,
+    pub concept: Option<i64>,
+    /// Effective time: from (inclusive) and to (exclusive).
+    pub from: Option<NaiveDateTime>,
+    pub to: Option<NaiveDateTime>,
+    /// Last updated: from (inclusive) and to (exclusive).
+    pub updated_from: Option<NaiveDateTime>,
+    pub updated_to: Option<NaiveDateTime>,
+}
+
+/// The order of a list. Ties break on id in the same direction, so keys are unique.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Newest effective time first: the console's order.
+    #[default]
+    EffectiveDesc,
+    EffectiveAsc,
+    UpdatedDesc,
+    UpdatedAsc,
+    /// Upload order: new uploads land at the end, so paging never skips or repeats.
+    IdAsc,
+}
+
+impl Order {
+    fn column(self) -> Option<&'static str> {
+        match self {
+            Order::EffectiveDesc | Order::EffectiveAsc => Some("o.effective_start"),
+            Order::UpdatedDesc | Order::UpdatedAsc => Some("o.last_updated"),
+            Order::IdAsc => None,
+        }
+    }
+
+    fn descending(self) -> bool {
+        matches!(self, Order::EffectiveDesc | Order::UpdatedDesc)
+    }
+
+    /// The key of a row in this order.
+    pub fn key_of(self, o: &Observation) -> Key {
+        Key {
+            at: match self {
+                Order::EffectiveDesc | Order::EffectiveAsc => Some(o.effective_start),
+                Order::UpdatedDesc | Order::UpdatedAsc => Some(o.last_updated),
+                Order::IdAsc => None,
+            },
+            id: o.id,
+        }
+    }
+}
+
+/// Where a page starts: strictly after this row in the list's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub at: Option<NaiveDateTime>,
+    pub id: i64,
+}
+
+impl Key {
+    /// "<microseconds since 1970>.<id>", or "<id>" for upload order.
+    pub fn encode(&self) -> String {
+        match self.at {
+            Some(t) => format!("{}.{}", t.and_utc().timestamp_micros(), self.id),
+            None => self.id.to_string(),
+        }
+    }
+
+    pub fn decode(s: &str, order: Order) -> Option<Key> {
+        match (order.column(), s.split_once('.')) {
+            (Some(_), Some((t, id))) => Some(Key {
+                at: Some(chrono::DateTime::from_timestamp_micros(t.parse().ok()?)?.naive_utc()),
+                id: id.parse().ok()?,
+            }),
+            (None, None) => Some(Key {
+                at: None,
+                id: s.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+enum Bind {
+    Int(i64),
+    Time(NaiveDateTime),
+}
+
+/// A WHERE clause with its parameters, numbered for PostgreSQL and `?` for SQLite.
+struct Sql {
+    pg: bool,
+    n: usize,
+    clauses: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn new(conn: &DbConnection) -> Sql {
+        Sql {
+            pg: matches!(conn, DbConnection::Postgres(_)),
+            n: 0,
+            clauses: Vec::new(),
+            binds: Vec::new(),
+        }
+    }
+
+    fn param(&mut self, b: Bind) -> String {
+        self.n += 1;
+        self.binds.push(b);
+        if self.pg {
+            format!("${}", self.n)
+        } else {
+            "?".into()
+        }
+    }
+
+    fn filter(&mut self, f: &Filter) {
+        if let Some(orgs) = &f.orgs {
+            let list = if orgs.is_empty() {
+                "NULL".to_string()
+            } else {
+                orgs.iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            self.clauses.push(format!(
+                "o.patient_id IN (SELECT patient_id FROM patient_organizations WHERE organization_id IN ({list}))"
+            ));
+        }
+        if let Some(s) = f.study {
+            let p = self.param(Bind::Int(s));
+            let q = self.param(Bind::Int(s));
+            self.clauses.push(format!(
+                "o.patient_id IN (SELECT patient_id FROM study_patients WHERE study_id = {p}) \
+                 AND o.codeable_concept_id IN (SELECT codeable_concept_id FROM study_scope_requests WHERE study_id = {q})"
+            ));
+        }
+        if let Some(p) = f.patient {
+            let p = self.param(Bind::Int(p));
+            self.clauses.push(format!("o.patient_id = {p}"));
+        }
+        if let Some(ids) = &f.patients {
+            let list = if ids.is_empty() {
+                "NULL".to_string()
+            } else {
+                ids.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            self.clauses.push(format!("o.patient_id IN ({list})"));
+        }
+        if let Some(c) = f.concept {
+            let p = self.param(Bind::Int(c));
+            self.clauses.push(format!("o.codeable_concept_id = {p}"));
+        }
+        for (value, op, col) in [
+            (f.from, ">=", "o.effective_start"),
+            (f.to, "<", "o.effective_start"),
+            (f.updated_from, ">=", "o.last_updated"),
+            (f.updated_to, "<", "o.last_updated"),
+        ] {
+            if let Some(t) = value {
+                let p = self.param(Bind::Time(t));
+                self.clauses.push(format!("{col} {op} {p}"));
+            }
+        }
+    }
+
+    /// Rows strictly after `key` in `order`. The first condition bounds the index range;
+    /// the second settles ties on the same time.
+    fn after(&mut self, order: Order, key: &Key) {
+        let (lt, le) = if order.descending() {
+            ("<", "<=")
+        } else {
+            (">", ">=")
+        };
+        match (order.column(), key.at) {
+            (Some(col), Some(at)) => {
+                let a = self.param(Bind::Time(at));
+                let b = self.param(Bind::Time(at));
+                let c = self.param(Bind::Int(key.id));
+                self.clauses.push(format!(
+                    "{col} {le} {a} AND ({col} {lt} {b} OR o.id {lt} {c})"
+                ));
+            }
+            _ => {
+                let a = self.param(Bind::Int(key.id));
+                self.clauses.push(format!("o.id {lt} {a}"));
+            }
+        }
+    }
+
+    fn where_clause(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    fn query(
+        self,
+        sql: String,
+    ) -> diesel::query_builder::BoxedSqlQuery<'static, MultiBackend, diesel::query_builder::SqlQuery>
+    {
+        let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        for b in self.binds {
+            q = match b {
+                Bind::Int(v) => q.bind::<BigInt, _>(v),
+                Bind::Time(v) => q.bind::<Timestamp, _>(v),
+            };
+        }
+        q
+    }
+}
+
+fn order_by(order: Order) -> &'static str {
+    match order {
+        Order::EffectiveDesc => " ORDER BY o.effective_start DESC, o.id DESC",
+        Order::EffectiveAsc => " ORDER BY o.effective_start, o.id",
+        Order::UpdatedDesc => " ORDER BY o.last_updated DESC, o.id DESC",
+        Order::UpdatedAsc => " ORDER BY o.last_updated, o.id",
+        Order::IdAsc => " ORDER BY o.id",
+    }
+}
+
+const COLUMNS: &str = "o.id, o.patient_id, o.codeable_concept_id, o.data_source_id, o.status, \
+    o.identifier_system, o.identifier_value, o.effective_start, o.effective_end, o.omh_data, \
+    o.created_at, o.last_updated";
+
+/// Up to `limit` observations after `after` (or from the start) in `order`.
+pub fn page(
+    conn: &mut DbConnection,
+    f: &Filter,
+    order: Order,
+    after: Option<&Key>,
+    offset: i64,
+    limit: i64,
+) -> AppResult<Vec<Observation>> {
+    let mut sql = Sql::new(conn);
+    sql.filter(f);
+    if let Some(k) = after {
+        sql.after(order, k);
+    }
+    let text = format!(
+        "SELECT {COLUMNS} FROM observations o{}{} LIMIT {} OFFSET {}",
+        sql.where_clause(),
+        order_by(order),
+        limit.max(0),
+        offset.max(0)
+    );
+    Ok(sql.query(text).load::<Observation>(conn)?)
+}
+
+/// How many observations the filter holds.
+pub fn count(conn: &mut DbConnection, f: &Filter) -> AppResult<i64> {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut sql = Sql::new(conn);
+    sql.filter(f);
+    let text = format!(
+        "SELECT COUNT(*) AS n FROM observations o{}",
+        sql.where_clause()
+    );
+    Ok(sql.query(text).get_result::<N>(conn)?.n)
+}
+
+pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Observation>> {
+    Ok(observations::table
+        .find(id)
+        .select(Observation::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The ids among `pairs` of (system, value) identifiers already used, with their observation.
+pub fn identifiers_used(
+    conn: &mut DbConnection,
+    pairs: &[(String, String)],
+) -> AppResult<HashMap<(String, String), i64>> {
+    let mut by_system: HashMap<&str, Vec<String>> = HashMap::new();
+    for (s, v) in pairs {
+        by_system.entry(s.as_str()).or_default().push(v.clone());
+    }
+    let mut out = HashMap::new();
+    for (system, values) in by_system {
+        for chunk in values.chunks(500) {
+            let found: Vec<(i64, Option<String>)> = observations::table
+                .filter(observations::identifier_system.eq(system))
+                .filter(observations::identifier_value.eq_any(chunk.to_vec()))
+                .select((observations::id, observations::identifier_value))
+                .load(conn)?;
+            for (id, v) in found {
+                if let Some(v) = v {
+                    out.insert((system.to_string(), v), id);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Studies in which the patient consented to the data type: (name, status).
+pub fn consenting_studies(
+    conn: &mut DbConnection,
+    patient_id: i64,
+    concept_id: i64,
+) -> AppResult<Vec<(String, String)>> {
+    Ok(consents::table
+        .inner_join(studies::table)
+        .filter(consents::patient_id.eq(patient_id))
+        .filter(consents::codeable_concept_id.eq(concept_id))
+        .filter(consents::consented.eq(true))
+        .select((studies::name, studies::status))
+        .order(studies::id)
+        .load(conn)?)
+}
+
+/// Adds observations in one statement per thousand; rows whose identifier is already taken
+/// are skipped. Returns (system, value) → new id for the rows that went in.
+pub fn insert_many(
+    conn: &mut DbConnection,
+    rows: &[NewObservation],
+) -> AppResult<HashMap<(String, String), i64>> {
+    #[derive(QueryableByName)]
+    struct Made {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Nullable<Text>)]
+        identifier_system: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        identifier_value: Option<String>,
+    }
+    let pg = matches!(conn, DbConnection::Postgres(_));
+    let mut out = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(1000) {
+        let mut n = 0;
+        let mut values = String::with_capacity(chunk.len() * 60);
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                values.push(',');
+            }
+            values.push('(');
+            for c in 0..11 {
+                if c > 0 {
+                    values.push(',');
+                }
+                n += 1;
+                if pg {
+                    values.push_str(&format!("${n}"));
+                } else {
+                    values.push('?');
+                }
+            }
+            values.push(')');
+        }
+        let sql = format!(
+            "INSERT INTO observations (patient_id, codeable_concept_id, data_source_id, status, \
+             identifier_system, identifier_value, effective_start, effective_end, omh_data, \
+             created_at, last_updated) VALUES {values} \
+             ON CONFLICT (identifier_system, identifier_value) DO NOTHING \
+             RETURNING id, identifier_system, identifier_value"
+        );
+        let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        for r in chunk {
+            q = q
+                .bind::<BigInt, _>(r.patient_id)
+                .bind::<BigInt, _>(r.codeable_concept_id)
+                .bind::<Nullable<BigInt>, _>(r.data_source_id)
+                .bind::<Text, _>(r.status.clone())
+                .bind::<Text, _>(r.identifier_system.clone())
+                .bind::<Text, _>(r.identifier_value.clone())
+                .bind::<Timestamp, _>(r.effective_start)
+                .bind::<Nullable<Timestamp>, _>(r.effective_end)
+                .bind::<Text, _>(r.omh_data.clone())
+                .bind::<Timestamp, _>(r.at)
+                .bind::<Timestamp, _>(r.at);
+        }
+        for m in q.load::<Made>(conn)? {
+            if let (Some(s), Some(v)) = (m.identifier_system, m.identifier_value) {
+                out.insert((s, v), m.id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (id, system, code, text) of every data type, for resolving codings and naming them.
+pub fn concepts(conn: &mut DbConnection) -> AppResult<Vec<(i64, String, String, String)>> {
+    Ok(codeable_concepts::table
+        .select((
+            codeable_concepts::id,
+            codeable_concepts::coding_system,
+            codeable_concepts::coding_code,
+            codeable_concepts::text,
+        ))
+        .order(codeable_concepts::id)
+        .load(conn)?)
+}
+
+/// Ids among `patient_ids` that belong to one of `orgs`.
+pub fn patients_in(
+    conn: &mut DbConnection,
+    patient_ids: &[i64],
+    orgs: &[i64],
+) -> AppResult<Vec<i64>> {
+    use crate::db::schema::patient_organizations as po;
+    Ok(po::table
+        .filter(po::patient_id.eq_any(patient_ids.to_vec()))
+        .filter(po::organization_id.eq_any(orgs.to_vec()))
+        .select(po::patient_id)
+        .distinct()
+        .load(conn)?)
+}
+
+/// Every data source's name by id (the catalogue is small).
+pub fn source_names(conn: &mut DbConnection) -> AppResult<HashMap<i64, String>> {
+    use crate::db::schema::data_sources;
+    Ok(data_sources::table
+        .select((data_sources::id, data_sources::name))
+        .load::<(i64, String)>(conn)?
+        .into_iter()
+        .collect())
+}
