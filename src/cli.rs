@@ -16,11 +16,13 @@ Commands:
   token create --email E [--label L]     Print a new personal API token for E (last line)
   token list --email E                   List E's tokens
   token revoke ID|TOKEN                  Revoke a token by its id or its text
-  seed-demo [--patients N] [--organization ID] [--study]
+  seed-demo [--patients N] [--organization ID] [--study] [--observations M]
                                          Add N fake patients (default 1000) to an organization
                                          (default: a new Demo Clinic); --study also makes a
                                          Demo Study with all of them enrolled, decisions and
-                                         invitations
+                                         invitations; --observations M also adds M
+                                         readings (heart rate, blood pressure, glucose,
+                                         steps) over the past year from those who consented
   import-patients --org ID [--study ID] [--invite] [--dry-run] [--skip-invalid]
                   [--as EMAIL] FILE      Import a CSV patient list into organization ID, as
                                          EMAIL (default: the administrator). Exit status 0:
@@ -256,7 +258,13 @@ fn seed_demo(rest: &[&str]) -> i32 {
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => return usage("--organization takes an organization id"),
     };
-    let study = rest.contains(&"--study");
+    let observations = match flag(rest, "--observations").map(|v| v.parse::<i64>()) {
+        None => 0,
+        Some(Ok(n)) if (0..=100_000_000).contains(&n) => n,
+        Some(_) => return usage("--observations takes a whole number from 0 to 100000000"),
+    };
+    // Observations come from the demo study's consents.
+    let study = rest.contains(&"--study") || observations > 0;
     with_db(|conn, _| {
         let mut last = std::time::Instant::now();
         let (org_id, secs) = crate::demo::seed(conn, org, count, |done| {
@@ -274,6 +282,19 @@ fn seed_demo(rest: &[&str]) -> i32 {
             out.push_str(&format!(
                 "\nMade study {study_id} with every patient of organization {org_id} enrolled, in {secs:.1} s."
             ));
+            if observations > 0 {
+                let mut last = std::time::Instant::now();
+                let secs = crate::demo::observations::seed(conn, study_id, observations, |done| {
+                    if last.elapsed().as_secs() >= 5 {
+                        eprintln!("  {done} observations…");
+                        last = std::time::Instant::now();
+                    }
+                })?;
+                out.push_str(&format!(
+                    "\nAdded {observations} observations to study {study_id} in {secs:.1} s ({:.0} observations/s).",
+                    observations as f64 / secs.max(1e-9)
+                ));
+            }
         }
         Ok(out)
     })

@@ -11,6 +11,7 @@ pub mod data_source;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod fhir;
 pub mod import;
 pub mod invitation;
 pub mod mail;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub review_totals: crate::consent::TotalsCache,
     /// Imports running in the background on this instance: id → (patients written, to write).
     pub import_progress: std::sync::Mutex<std::collections::HashMap<i64, (usize, usize)>>,
+    /// Token uses, written in batches (see `audit::Queue`).
+    pub audit_queue: crate::audit::Queue,
 }
 
 impl AppState {
@@ -184,6 +186,7 @@ impl Application {
             None => None,
         };
         let db = Db::new(pool, &config.backend);
+        let audit_queue = crate::audit::Queue::start(db.clone());
         let state = web::Data::new(AppState {
             config,
             db,
@@ -191,6 +194,7 @@ impl Application {
             oidc,
             review_totals: Default::default(),
             import_progress: Default::default(),
+            audit_queue,
         });
         let server = server(listener, state.clone())?;
         Ok(Application {
@@ -264,7 +268,7 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(crate::observation::api::routes)
                     .default_service(web::to(errors::api_not_found)),
             )
-            .service(web::scope("/FHIR/R5").configure(crate::observation::fhir::routes))
+            .service(web::scope("/FHIR/R5").configure(crate::fhir::routes))
             .service(
                 web::scope("")
                     .wrap(ErrorHandlers::new().default_handler(errors::html_error))

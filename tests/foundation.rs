@@ -144,7 +144,15 @@ on_both_backends!(
         assert_eq!(me["userType"], "practitioner");
         assert_eq!(me["isSuperuser"], false);
         assert!(me["patient"].is_null());
-        let actions = app.audit_actions();
+        // Token uses are written in batches just after the response: wait for them briefly.
+        let mut actions = app.audit_actions();
+        for _ in 0..100 {
+            if actions.contains(&"token.use".to_string()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            actions = app.audit_actions();
+        }
         assert!(actions.contains(&"token.use".to_string()));
         assert!(actions.contains(&"token.rejected".to_string()));
 

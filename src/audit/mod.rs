@@ -76,3 +76,48 @@ impl Audit {
         repo::insert(conn, &self)
     }
 }
+
+/// Token uses, recorded off the request path: a task writes whatever has queued up in one
+/// transaction, so a busy API pays one commit per batch instead of one per request. Each
+/// instance keeps its own queue; an event waits only while the previous batch commits.
+#[derive(Clone)]
+pub struct Queue(tokio::sync::mpsc::UnboundedSender<Audit>);
+
+/// Most events written in one transaction.
+const QUEUE_BATCH: usize = 1000;
+
+impl Queue {
+    pub fn start(db: crate::db::Db) -> Queue {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Audit>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < QUEUE_BATCH {
+                    match rx.try_recv() {
+                        Ok(a) => batch.push(a),
+                        Err(_) => break,
+                    }
+                }
+                let n = batch.len();
+                let written = db
+                    .tx(move |conn| {
+                        for a in batch {
+                            a.record(conn)?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                if let Err(e) = written {
+                    tracing::error!(error = %e, events = n, "audit events could not be written");
+                }
+            }
+        });
+        Queue(tx)
+    }
+
+    pub fn push(&self, a: Audit) {
+        if let Err(e) = self.0.send(a) {
+            tracing::error!(action = %e.0.action, "audit queue closed; event lost");
+        }
+    }
+}

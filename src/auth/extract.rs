@@ -82,16 +82,40 @@ impl FromRequest for CurrentUser {
                     )
                 })?;
                 let what = format!("{} {}", req.method(), req.path());
-                let ip2 = ip.clone();
-                let found = state
+                let (ip2, what2) = (ip.clone(), what.clone());
+                let checked = state
                     .db
-                    .tx(move |conn| super::token::authenticate(conn, &token, ip2, &what))
+                    .run(move |conn| super::token::check(conn, &token, ip2, &what2))
                     .await?;
-                let (acc, token_id) = found.ok_or_else(|| {
-                    AppError::Unauthenticated(
-                        "Invalid token: it is unknown, revoked or expired. Create a new one on your Profile page.".into(),
-                    )
-                })?;
+                let (acc, token_id) = match checked {
+                    super::token::Check::Valid {
+                        account,
+                        token_id,
+                        touch,
+                    } => {
+                        if touch {
+                            state
+                                .db
+                                .tx(move |conn| super::token::touch(conn, token_id))
+                                .await?;
+                        }
+                        state.audit_queue.push(super::token::use_event(
+                            &account,
+                            token_id,
+                            ip.clone(),
+                            &what,
+                        ));
+                        (account, token_id)
+                    }
+                    super::token::Check::Rejected(event) => {
+                        if let Some(event) = event {
+                            state.db.tx(move |conn| event.record(conn)).await?;
+                        }
+                        return Err(AppError::Unauthenticated(
+                            "Invalid token: it is unknown, revoked or expired. Create a new one on your Profile page.".into(),
+                        ));
+                    }
+                };
                 CurrentUser::from_account(acc, ip, Some(token_id))
             } else {
                 let session = req.get_session();

@@ -50,13 +50,26 @@ pub fn create(
     Ok((id, secret))
 }
 
-/// Finds the live token's owner, notes the use, and writes the audit event.
-pub fn authenticate(
+/// What a presented token comes to.
+pub enum Check {
+    /// A live token of an active user; `touch` when its last-used time is a minute old.
+    Valid {
+        account: Account,
+        token_id: i64,
+        touch: bool,
+    },
+    /// Unknown, revoked or expired; the event to record, if any.
+    Rejected(Option<Audit>),
+}
+
+/// Looks a token up without writing anything: the caller records the use (see
+/// `audit::Queue`) and, once a minute, the last-used time (`touch`).
+pub fn check(
     conn: &mut DbConnection,
     secret: &str,
     ip: Option<String>,
     what: &str,
-) -> AppResult<Option<(Account, i64)>> {
+) -> AppResult<Check> {
     let t = now();
     let found: Option<(i64, Option<NaiveDateTime>, Option<NaiveDateTime>, i64)> = api_tokens::table
         .filter(api_tokens::token_hash.eq(sha256_hex(secret)))
@@ -70,36 +83,46 @@ pub fn authenticate(
         .first(conn)
         .optional()?;
     let Some((token_id, expires_at, last_used_at, user_id)) = found else {
-        Audit::anonymous("token.rejected", None, ip)
-            .detail(serde_json::json!({"request": what}))
-            .record(conn)?;
-        return Ok(None);
+        return Ok(Check::Rejected(Some(
+            Audit::anonymous("token.rejected", None, ip)
+                .detail(serde_json::json!({"request": what})),
+        )));
     };
     if expires_at.is_some_and(|e| e <= t) {
-        Audit::anonymous("token.rejected", None, ip)
-            .object("api_token", token_id)
-            .detail(serde_json::json!({"request": what, "reason": "expired"}))
-            .record(conn)?;
-        return Ok(None);
+        return Ok(Check::Rejected(Some(
+            Audit::anonymous("token.rejected", None, ip)
+                .object("api_token", token_id)
+                .detail(serde_json::json!({"request": what, "reason": "expired"})),
+        )));
     }
-    let Some(acc) = crate::practitioner::repo::find_account(conn, user_id)? else {
-        return Ok(None);
+    let Some(account) = crate::practitioner::repo::find_account(conn, user_id)? else {
+        return Ok(Check::Rejected(None));
     };
-    if !acc.user.is_active {
-        return Ok(None);
+    if !account.user.is_active {
+        return Ok(Check::Rejected(None));
     }
     // The last-used time is shown in minutes; writing it more often buys nothing.
-    if last_used_at.is_none_or(|u| (t - u).num_seconds() >= 60) {
-        diesel::update(api_tokens::table.find(token_id))
-            .set(api_tokens::last_used_at.eq(Some(t)))
-            .execute(conn)?;
-    }
-    Audit::anonymous("token.use", Some(&acc.user.email), ip)
-        .user_id(acc.user.id, &acc.user.email)
+    let touch = last_used_at.is_none_or(|u| (t - u).num_seconds() >= 60);
+    Ok(Check::Valid {
+        account,
+        token_id,
+        touch,
+    })
+}
+
+pub fn touch(conn: &mut DbConnection, token_id: i64) -> AppResult<()> {
+    diesel::update(api_tokens::table.find(token_id))
+        .set(api_tokens::last_used_at.eq(Some(now())))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The audit event of one use of a token.
+pub fn use_event(account: &Account, token_id: i64, ip: Option<String>, what: &str) -> Audit {
+    Audit::anonymous("token.use", Some(&account.user.email), ip)
+        .user_id(account.user.id, &account.user.email)
         .object("api_token", token_id)
         .detail(serde_json::json!({"request": what}))
-        .record(conn)?;
-    Ok(Some((acc, token_id)))
 }
 
 pub fn list(conn: &mut DbConnection, user_id: i64) -> AppResult<Vec<ApiToken>> {

@@ -123,6 +123,9 @@ pub fn connect_sized(
         .open()
         .map_err(|e| format!("DATABASE_URL: cannot connect: {e}"))?;
     r2d2::Pool::builder()
+        // A SQLite connection is a file handle: nothing to go stale between uses. PostgreSQL
+        // connections can, and are checked with a round trip before each use.
+        .test_on_check_out(backend == Backend::Postgres)
         .max_size(size)
         .min_idle(min_idle)
         .connection_timeout(Duration::from_secs(10))

@@ -1,6 +1,7 @@
 //! Demo data: realistic fake patients in bulk, for trying Cohort out and for benchmarks.
 //! `cohort seed-demo --patients N [--organization ID] [--study]`.
 
+pub mod observations;
 pub mod repo;
 
 use chrono::NaiveDate;

@@ -183,7 +183,44 @@ pub fn after_bulk(conn: &mut DbConnection) -> AppResult<()> {
             // Alone: VACUUM refuses to run inside the implicit transaction of a multi-statement string.
             c.batch_execute("VACUUM (ANALYZE)")?
         }
-        DbConnection::Sqlite(c) => c.batch_execute("ANALYZE;")?,
+        // A sample of each index is enough for the planner, and quick on millions of rows.
+        DbConnection::Sqlite(c) => c.batch_execute("PRAGMA analysis_limit = 1000; ANALYZE;")?,
+    }
+    Ok(())
+}
+
+/// Drops a table's secondary indexes (not its key or unique constraints) and hands back the
+/// statements that make them again, as the database itself describes them.
+pub fn drop_indexes(conn: &mut DbConnection, table: &str) -> AppResult<Vec<(String, String)>> {
+    use diesel::sql_types::Text;
+    #[derive(QueryableByName)]
+    struct Ddl {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Text)]
+        ddl: String,
+    }
+    let sql = match conn {
+        DbConnection::Sqlite(_) => format!(
+            "SELECT name, sql AS ddl FROM sqlite_master WHERE type = 'index' AND tbl_name = {} AND sql IS NOT NULL",
+            quote(table)
+        ),
+        DbConnection::Postgres(_) => format!(
+            "SELECT indexname AS name, indexdef AS ddl FROM pg_indexes WHERE tablename = {} \
+             AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+            quote(table)
+        ),
+    };
+    let found: Vec<Ddl> = diesel::sql_query(sql).load(conn)?;
+    for d in &found {
+        conn.batch_execute(&format!("DROP INDEX {}", d.name))?;
+    }
+    Ok(found.into_iter().map(|d| (d.name, d.ddl)).collect())
+}
+
+pub fn create_indexes(conn: &mut DbConnection, indexes: &[(String, String)]) -> AppResult<()> {
+    for (_, ddl) in indexes {
+        conn.batch_execute(ddl)?;
     }
     Ok(())
 }

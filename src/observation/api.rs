@@ -106,7 +106,7 @@ async fn list(
                         coding_system: c.map(|c| c.system.clone()).unwrap_or_default(),
                         coding_code: c.map(|c| c.code.clone()).unwrap_or_default(),
                         coding_text: c.map(|c| c.text.clone()).unwrap_or_default(),
-                        last_updated: super::fhir::instant(o.last_updated),
+                        last_updated: crate::fhir::instant(o.last_updated),
                         omh_data: serde_json::value::RawValue::from_string(o.omh_data)
                             .or_else(|_| serde_json::value::RawValue::from_string("null".into()))
                             .map_err(AppError::internal)?,

@@ -109,8 +109,9 @@ pub fn render(code: &str, title: &str, points: &[Observation], tz: Tz) -> String
     let local = |t: NaiveDateTime, fmt: &str| tz.from_utc_datetime(&t).format(fmt).to_string();
     let mut s = String::with_capacity(4096 + all.len() * 24);
     let desc = format!(
-        "{} readings from {} to {}, between {} and {} {}.",
+        "{} reading{} from {} to {}, between {} and {} {}.",
         all.len(),
+        if all.len() == 1 { "" } else { "s" },
         local(t0, "%Y-%m-%d %H:%M"),
         local(t1, "%Y-%m-%d %H:%M"),
         label(vmin),

@@ -4,7 +4,6 @@
 
 pub mod api;
 pub mod chart;
-pub mod fhir;
 pub mod model;
 pub mod omh;
 pub mod pages;
@@ -13,6 +12,7 @@ pub mod repo;
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
+use diesel::connection::SimpleConnection;
 use serde_json::Value;
 
 pub use model::{NewObservation, Observation};
@@ -150,6 +150,9 @@ fn reference(v: &Value, field: &str, kind: &str) -> Result<i64, Refusal> {
 /// The system under which an upload without an identifier is known by its OMH header uuid.
 pub const UUID_SYSTEM: &str = "urn:ietf:rfc:3986";
 
+/// (patient, data type) → the studies where the patient consented to it: (name, status).
+type Consenting = HashMap<(i64, i64), Vec<(String, String)>>;
+
 /// Checks and stores uploads for one caller, remembering what it looked up across a batch.
 pub struct Uploader<'a> {
     conn: &'a mut DbConnection,
@@ -158,6 +161,8 @@ pub struct Uploader<'a> {
     patients: HashMap<i64, Result<(), Refusal>>,
     devices: HashMap<i64, bool>,
     consent: HashMap<(i64, i64), Result<(), Refusal>>,
+    /// (patient, data type) → studies where the patient consented: (name, status).
+    consenting: Option<Consenting>,
     taken: HashMap<(String, String), i64>,
     seen: HashSet<(String, String)>,
 }
@@ -175,6 +180,7 @@ impl<'a> Uploader<'a> {
             patients: HashMap::new(),
             devices: HashMap::new(),
             consent: HashMap::new(),
+            consenting: None,
             taken: HashMap::new(),
             seen: HashSet::new(),
         })
@@ -185,16 +191,58 @@ impl<'a> Uploader<'a> {
         // Identifiers given by the uploads, looked up at once rather than one by one.
         let given: Vec<(String, String)> = resources.iter().filter_map(|r| identifier(r)).collect();
         self.taken = repo::identifiers_used(self.conn, &given)?;
+        // Who may upload for whom, and who consented to what, for every subject at once.
+        let mut subjects: Vec<i64> = resources
+            .iter()
+            .filter_map(|r| reference(r, "subject", "Patient").ok())
+            .collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        self.prefetch(&subjects)?;
         let mut checked: Vec<Result<NewObservation, Refusal>> = Vec::with_capacity(resources.len());
         for r in resources {
             let one = self.check(r)?;
             checked.push(one);
         }
+        // Identifiers made from the data points' uuids: one look for those already stored.
+        let derived: Vec<(String, String)> = checked
+            .iter()
+            .filter_map(|c| c.as_ref().ok())
+            .filter(|n| n.identifier_system == UUID_SYSTEM)
+            .map(|n| (n.identifier_system.clone(), n.identifier_value.clone()))
+            .collect();
+        if !derived.is_empty() {
+            let stored = repo::identifiers_used(self.conn, &derived)?;
+            for c in checked.iter_mut() {
+                let taken = match c {
+                    Ok(n) => stored
+                        .get(&(n.identifier_system.clone(), n.identifier_value.clone()))
+                        .map(|id| (n.identifier_system.clone(), n.identifier_value.clone(), *id)),
+                    Err(_) => None,
+                };
+                if let Some((s, v, id)) = taken {
+                    *c = Err(refuse(
+                        409,
+                        format!("The identifier {s}|{v} is already used by Observation/{id}; each upload needs its own identifier."),
+                    ));
+                }
+            }
+        }
         let good: Vec<NewObservation> = checked
             .iter()
             .filter_map(|c| c.as_ref().ok().cloned())
             .collect();
-        let made = repo::insert_many(self.conn, &good)?;
+        // A batch touches seven indexes per row: keep their pages in memory until the commit
+        // rather than spill them to the WAL and read them back (see patient::repo::bulk).
+        let big = matches!(self.conn, DbConnection::Sqlite(_)) && good.len() > 100;
+        if big {
+            self.conn.batch_execute("PRAGMA cache_size = -65536")?;
+        }
+        let made = repo::insert_many(self.conn, &good);
+        if big {
+            self.conn.batch_execute("PRAGMA cache_size = -2000")?;
+        }
+        let made = made?;
         let mut out = Vec::with_capacity(checked.len());
         let mut ids = Vec::new();
         for c in checked {
@@ -325,6 +373,46 @@ impl<'a> Uploader<'a> {
         }))
     }
 
+    /// Fills the access and consent answers for these patients in a few queries.
+    fn prefetch(&mut self, patients: &[i64]) -> Result<(), AppError> {
+        if patients.is_empty() {
+            return Ok(());
+        }
+        if self.user.practitioner_id.is_some() || self.user.is_superuser() {
+            let roles = organization::visible(self.conn, self.user)?.1;
+            let mut best: HashMap<i64, Role> = HashMap::new();
+            for (pid, org) in repo::organizations_of(self.conn, patients)? {
+                if let Some(r) = roles.get(&org) {
+                    let e = best.entry(pid).or_insert(*r);
+                    *e = (*e).max(*r);
+                }
+            }
+            for pid in patients {
+                if self.user.patient_id == Some(*pid) {
+                    continue;
+                }
+                let answer = match best.get(pid) {
+                    None => Err(refuse(404, format!("Patient/{pid} not found in your organizations."))),
+                    Some(r) if *r < Role::Member => Err(refuse(
+                        403,
+                        format!("You may not upload for Patient/{pid}: that needs the member or manager role in one of the patient's organizations; yours is {}.", r.as_str()),
+                    )),
+                    Some(_) => Ok(()),
+                };
+                self.patients.insert(*pid, answer);
+            }
+        }
+        let mut by_pair: HashMap<(i64, i64), Vec<(String, String)>> = HashMap::new();
+        for (pid, concept, name, status) in repo::consents_of(self.conn, patients)? {
+            by_pair
+                .entry((pid, concept))
+                .or_default()
+                .push((name, status));
+        }
+        self.consenting = Some(by_pair);
+        Ok(())
+    }
+
     fn may_upload_for(&mut self, patient_id: i64) -> Result<Result<(), Refusal>, AppError> {
         if let Some(known) = self.patients.get(&patient_id) {
             return Ok(known.clone());
@@ -428,7 +516,10 @@ impl<'a> Uploader<'a> {
         if let Some(k) = self.consent.get(&(patient_id, c.id)) {
             return Ok(k.clone());
         }
-        let studies = repo::consenting_studies(self.conn, patient_id, c.id)?;
+        let studies = match &self.consenting {
+            Some(known) => known.get(&(patient_id, c.id)).cloned().unwrap_or_default(),
+            None => repo::consenting_studies(self.conn, patient_id, c.id)?,
+        };
         let answer = if studies.iter().any(|(_, status)| status == "active") {
             Ok(())
         } else if let Some((name, status)) = studies.first() {

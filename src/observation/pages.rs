@@ -10,7 +10,6 @@ use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::fhir::Concepts;
 use super::repo::{Filter, Key, Order};
 use super::{omh, Concept, Observation, Wanted};
 use crate::audit::Audit;
@@ -19,6 +18,7 @@ use crate::console::home::{selected_organization, OrgOption};
 use crate::console::{query_string, Console, Shell};
 use crate::db::DbConnection;
 use crate::error::AppError;
+use crate::fhir::Concepts;
 use crate::organization::Organization;
 use crate::patient::model::Patient;
 use crate::startup::AppState;
@@ -184,7 +184,15 @@ fn resolve(
     let mut wanted = Wanted {
         organization: Some(org.id),
         study: study.as_ref().map(|s| s.id),
-        concept: types.iter().find(|c| c.code == q.code).map(|c| c.id),
+        // A data type the selector does not offer (not requested by the study, or unknown)
+        // matches nothing rather than being dropped.
+        concept: (!q.code.is_empty()).then(|| {
+            types
+                .iter()
+                .find(|c| c.code == q.code)
+                .map(|c| c.id)
+                .unwrap_or(-1)
+        }),
         from: from.map(|d| local_midnight(d, tz)),
         to: to.map(|d| local_midnight(d + chrono::Duration::days(1), tz)),
         ..Wanted::default()
@@ -332,9 +340,11 @@ async fn list(
     let before = Key::decode(q.before.trim(), order);
     let user = c.user.clone();
     let q2 = q.clone();
+    // A read: it takes no turn at the (SQLite) write lock. Choosing another organization
+    // remembers it, a write of its own that happens only on that change.
     let (r, rows, newer, older) = state
         .db
-        .tx(move |conn| {
+        .run(move |conn| {
             let r = resolve(conn, &user, &q2, tz)?;
             let Some(f) = &r.filter else {
                 return Ok((r, Vec::new(), false, false));
@@ -540,7 +550,7 @@ async fn chart(
     let q2 = q.clone();
     let (org_id, patient, types, concept, points) = state
         .db
-        .tx(move |conn| {
+        .run(move |conn| {
             let scope =
                 crate::patient::authorize(conn, &user, pid, crate::organization::Role::Viewer)?;
             let patient = crate::patient::repo::find(conn, pid)?
@@ -625,8 +635,14 @@ fn stream_export(
             let k = key;
             let slice = db
                 .run(move |conn| {
-                    let rows =
-                        super::repo::page(conn, &f, Order::IdAsc, k.as_ref(), 0, EXPORT_SLICE)?;
+                    let rows = super::repo::page(
+                        conn,
+                        &f,
+                        Order::EffectiveAsc,
+                        k.as_ref(),
+                        0,
+                        EXPORT_SLICE,
+                    )?;
                     let ids: Vec<i64> = rows.iter().map(|o| o.patient_id).collect();
                     let people: HashMap<i64, Patient> =
                         crate::patient::repo::find_many(conn, &ids)?
@@ -644,7 +660,7 @@ fn stream_export(
                 }
             };
             let Some(last) = rows.last() else { return };
-            key = Some(Order::IdAsc.key_of(last));
+            key = Some(Order::EffectiveAsc.key_of(last));
             let mut out = Vec::with_capacity(rows.len() * 700);
             for o in &rows {
                 render(&mut out, o, &concepts, &people);
@@ -751,15 +767,15 @@ async fn export_csv(
                 c.map(|c| c.system.clone()).unwrap_or_default(),
                 c.map(|c| c.code.clone()).unwrap_or_default(),
                 c.map(|c| c.text.clone()).unwrap_or_default(),
-                super::fhir::instant(o.effective_start),
+                crate::fhir::instant(o.effective_start),
                 o.effective_end
-                    .map(super::fhir::instant)
+                    .map(crate::fhir::instant)
                     .unwrap_or_default(),
                 o.status.clone(),
                 o.identifier_system.clone().unwrap_or_default(),
                 o.identifier_value.clone().unwrap_or_default(),
                 o.data_source_id.map(|d| d.to_string()).unwrap_or_default(),
-                super::fhir::instant(o.created_at),
+                crate::fhir::instant(o.created_at),
             ];
             for (i, cell) in cells.iter().enumerate() {
                 if i > 0 {
@@ -806,7 +822,7 @@ async fn export_ndjson(
         String::new(),
         concepts,
         |out, o, concepts, _| {
-            super::fhir::write_observation(out, o, concepts);
+            crate::fhir::write_observation(out, o, concepts);
             out.push(b'\n');
         },
     );

@@ -53,7 +53,7 @@ impl Order {
         }
     }
 
-    fn descending(self) -> bool {
+    pub fn descending(self) -> bool {
         matches!(self, Order::EffectiveDesc | Order::UpdatedDesc)
     }
 
@@ -135,6 +135,15 @@ impl Sql {
     }
 
     fn filter(&mut self, f: &Filter) {
+        // Sets of patients or data types are checked row by row as the list walks the index
+        // of its order; SQLite would otherwise start from the set and sort everything it
+        // holds. The unary plus keeps it off those columns' indexes. (Small sets of patients
+        // are merged per patient instead: see `page`.)
+        let (pid, cid) = if self.pg {
+            ("o.patient_id", "o.codeable_concept_id")
+        } else {
+            ("+o.patient_id", "+o.codeable_concept_id")
+        };
         if let Some(orgs) = &f.orgs {
             let list = if orgs.is_empty() {
                 "NULL".to_string()
@@ -145,15 +154,15 @@ impl Sql {
                     .join(",")
             };
             self.clauses.push(format!(
-                "o.patient_id IN (SELECT patient_id FROM patient_organizations WHERE organization_id IN ({list}))"
+                "{pid} IN (SELECT patient_id FROM patient_organizations WHERE organization_id IN ({list}))"
             ));
         }
         if let Some(s) = f.study {
             let p = self.param(Bind::Int(s));
             let q = self.param(Bind::Int(s));
             self.clauses.push(format!(
-                "o.patient_id IN (SELECT patient_id FROM study_patients WHERE study_id = {p}) \
-                 AND o.codeable_concept_id IN (SELECT codeable_concept_id FROM study_scope_requests WHERE study_id = {q})"
+                "{pid} IN (SELECT patient_id FROM study_patients WHERE study_id = {p}) \
+                 AND {cid} IN (SELECT codeable_concept_id FROM study_scope_requests WHERE study_id = {q})"
             ));
         }
         if let Some(p) = f.patient {
@@ -169,7 +178,7 @@ impl Sql {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            self.clauses.push(format!("o.patient_id IN ({list})"));
+            self.clauses.push(format!("{pid} IN ({list})"));
         }
         if let Some(c) = f.concept {
             let p = self.param(Bind::Int(c));
@@ -250,8 +259,92 @@ const COLUMNS: &str = "o.id, o.patient_id, o.codeable_concept_id, o.data_source_
     o.identifier_system, o.identifier_value, o.effective_start, o.effective_end, o.omh_data, \
     o.created_at, o.last_updated";
 
-/// Up to `limit` observations after `after` (or from the start) in `order`.
+/// At most this many patients are listed by merging one index walk per patient.
+const MERGE_PATIENTS: usize = 200;
+
+/// Up to `limit` observations after `after` (or from the start, skipping `offset`) in `order`.
 pub fn page(
+    conn: &mut DbConnection,
+    f: &Filter,
+    order: Order,
+    after: Option<&Key>,
+    offset: i64,
+    limit: i64,
+) -> AppResult<Vec<Observation>> {
+    if f.patient.is_none() {
+        if let Some(few) = few_patients(conn, f)? {
+            // A handful of patients in a large exchange: walking the whole order's index for
+            // their rows would take long; each patient's own index gives its first rows at
+            // once, and merging those gives the page.
+            let mut all = Vec::new();
+            for p in few {
+                let one = Filter {
+                    patient: Some(p),
+                    ..f.clone()
+                };
+                all.extend(page_sql(conn, &one, order, after, 0, offset + limit)?);
+            }
+            all.sort_by(|a, b| {
+                let (ka, kb) = (order.key_of(a), order.key_of(b));
+                let c = (ka.at, ka.id).cmp(&(kb.at, kb.id));
+                if order.descending() {
+                    c.reverse()
+                } else {
+                    c
+                }
+            });
+            return Ok(all
+                .into_iter()
+                .skip(offset.max(0) as usize)
+                .take(limit.max(0) as usize)
+                .collect());
+        }
+    }
+    page_sql(conn, f, order, after, offset, limit)
+}
+
+/// The patients the filter's sets allow, when they are few; None when many or unlimited.
+fn few_patients(conn: &mut DbConnection, f: &Filter) -> AppResult<Option<Vec<i64>>> {
+    use crate::db::schema::{patient_organizations as po, study_patients as sp};
+    let mut set: Option<Vec<i64>> = f.patients.clone();
+    if let Some(s) = f.study {
+        let cap = if set.is_some() {
+            i64::MAX
+        } else {
+            MERGE_PATIENTS as i64 + 1
+        };
+        let mut q = sp::table
+            .filter(sp::study_id.eq(s))
+            .select(sp::patient_id)
+            .into_boxed();
+        if let Some(ids) = &set {
+            q = q.filter(sp::patient_id.eq_any(ids.clone()));
+        }
+        set = Some(q.limit(cap).load(conn)?);
+    }
+    if let Some(orgs) = &f.orgs {
+        let cap = if set.is_some() {
+            i64::MAX
+        } else {
+            MERGE_PATIENTS as i64 + 1
+        };
+        let mut q = po::table
+            .filter(po::organization_id.eq_any(orgs.clone()))
+            .select(po::patient_id)
+            .distinct()
+            .into_boxed();
+        if let Some(ids) = &set {
+            if ids.len() > MERGE_PATIENTS {
+                return Ok(None);
+            }
+            q = q.filter(po::patient_id.eq_any(ids.clone()));
+        }
+        set = Some(q.limit(cap).load(conn)?);
+    }
+    Ok(set.filter(|s| s.len() <= MERGE_PATIENTS))
+}
+
+fn page_sql(
     conn: &mut DbConnection,
     f: &Filter,
     order: Order,
@@ -446,4 +539,47 @@ pub fn source_names(conn: &mut DbConnection) -> AppResult<HashMap<i64, String>> 
         .load::<(i64, String)>(conn)?
         .into_iter()
         .collect())
+}
+
+/// (patient, organization) links of these patients.
+pub fn organizations_of(
+    conn: &mut DbConnection,
+    patient_ids: &[i64],
+) -> AppResult<Vec<(i64, i64)>> {
+    use crate::db::schema::patient_organizations as po;
+    let mut out = Vec::new();
+    for chunk in patient_ids.chunks(500) {
+        out.extend(
+            po::table
+                .filter(po::patient_id.eq_any(chunk.to_vec()))
+                .select((po::patient_id, po::organization_id))
+                .load::<(i64, i64)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Every consent these patients gave: (patient, data type, study name, study status).
+pub fn consents_of(
+    conn: &mut DbConnection,
+    patient_ids: &[i64],
+) -> AppResult<Vec<(i64, i64, String, String)>> {
+    let mut out = Vec::new();
+    for chunk in patient_ids.chunks(500) {
+        out.extend(
+            consents::table
+                .inner_join(studies::table)
+                .filter(consents::patient_id.eq_any(chunk.to_vec()))
+                .filter(consents::consented.eq(true))
+                .select((
+                    consents::patient_id,
+                    consents::codeable_concept_id,
+                    studies::name,
+                    studies::status,
+                ))
+                .order((consents::patient_id, studies::id))
+                .load::<(i64, i64, String, String)>(conn)?,
+        );
+    }
+    Ok(out)
 }
