@@ -33,9 +33,23 @@ pub struct AppState {
     pub import_progress: std::sync::Mutex<std::collections::HashMap<i64, (usize, usize)>>,
     /// Token uses, written in batches (see `audit::Queue`).
     pub audit_queue: crate::audit::Queue,
+    /// The data types: seeded by the migrations and never changed, so read once.
+    pub concepts: std::sync::OnceLock<std::sync::Arc<Vec<crate::observation::Concept>>>,
 }
 
 impl AppState {
+    /// The data types, from the first read on.
+    pub fn concepts(
+        &self,
+        conn: &mut crate::db::DbConnection,
+    ) -> Result<std::sync::Arc<Vec<crate::observation::Concept>>, crate::error::AppError> {
+        if let Some(c) = self.concepts.get() {
+            return Ok(c.clone());
+        }
+        let all = std::sync::Arc::new(crate::observation::concepts(conn)?);
+        Ok(self.concepts.get_or_init(|| all).clone())
+    }
+
     /// The server secret; always set once start-up has finished.
     pub fn secret(&self) -> &str {
         self.config.secret_key.as_deref().unwrap_or_default()
@@ -195,6 +209,7 @@ impl Application {
             review_totals: Default::default(),
             import_progress: Default::default(),
             audit_queue,
+            concepts: Default::default(),
         });
         let server = server(listener, state.clone())?;
         Ok(Application {

@@ -202,7 +202,7 @@ pub(crate) fn ref_id(v: &str, kind: &str, name: &str) -> Result<i64, Fhir> {
     })
 }
 
-/// Observation search as asked.
+/// An absolute link to this search with some parameters replaced.
 pub(crate) fn link(state: &AppState, req: &HttpRequest, set: &[(&str, String)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {

@@ -13,7 +13,7 @@ use super::{
     bad, bundle, count_param, date_bounds, instant, link, narrow, ok, outcome, outcome_response,
     page_param, pairs, parse_id, ref_id, self_link, Fhir, CONTENT_TYPE, MAX_BATCH,
 };
-use crate::auth::CurrentUser;
+use crate::auth::{Bearer, CurrentUser};
 use crate::error::AppError;
 use crate::observation::repo::{Filter, Key, Order};
 use crate::observation::{self as obs, Concept, Observation, Refusal, Uploader, Wanted};
@@ -165,6 +165,7 @@ pub fn write_observation(out: &mut Vec<u8>, o: &Observation, concepts: &Concepts
     let _ = serde_json::to_writer(out, &r);
 }
 
+/// Observation search as asked.
 struct ObservationSearch {
     wanted: Wanted,
     code: Option<String>,
@@ -239,7 +240,8 @@ fn parse_observation_search(params: &[(String, String)]) -> Result<ObservationSe
     Ok(s)
 }
 
-/// An absolute link to this search with some parameters replaced.
+/// GET /FHIR/R5/Observation: a searchset Bundle. Pages after the first follow a key (the
+/// `_cursor` of the next link), so each costs what the first did.
 pub(super) async fn search(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -247,10 +249,11 @@ pub(super) async fn search(
 ) -> Result<HttpResponse, Fhir> {
     let s = parse_observation_search(&pairs(&req))?;
     let (order, count, page, cursor) = (s.order, s.count, s.page, s.cursor);
+    let st = state.clone();
     let (rows, total, concepts) = state
         .db
         .run(move |conn| {
-            let concepts = Concepts::new(obs::concepts(conn)?);
+            let concepts = Concepts::new(st.concepts(conn)?.to_vec());
             let mut wanted = s.wanted;
             if let Some(code) = &s.code {
                 // A code this exchange does not know matches nothing.
@@ -340,19 +343,40 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
+/// Uploads `resources` as the token's holder: the token check, the upload checks and the
+/// insert in one transaction. Each upload is one trip to the database threads, not two.
+async fn upload(
+    state: &web::Data<AppState>,
+    caller: Bearer,
+    resources: Vec<Value>,
+) -> Result<(obs::Outcomes, Concepts), Fhir> {
+    let st = state.clone();
+    let (answer, event) = state
+        .db
+        .tx(move |conn| {
+            let (user, event) = match caller.authenticate(conn)? {
+                Ok(found) => found,
+                Err(refused) => return Ok((Err(refused), None)),
+            };
+            let refs: Vec<&Value> = resources.iter().collect();
+            let known = st.concepts(conn)?;
+            let out = Uploader::new(conn, &user, known.clone())?.upload(&refs)?;
+            Ok((Ok((out, Concepts::new(known.to_vec()))), Some(event)))
+        })
+        .await?;
+    if let Some(event) = event {
+        state.audit_queue.push(event);
+    }
+    Ok(answer?)
+}
+
 pub(super) async fn create(
     state: web::Data<AppState>,
-    user: CurrentUser,
+    caller: Bearer,
     body: web::Bytes,
 ) -> Result<HttpResponse, Fhir> {
     let resource = json_body(&body)?;
-    let (mut outcomes, concepts) = state
-        .db
-        .tx(move |conn| {
-            let out = Uploader::new(conn, &user)?.upload(&[&resource])?;
-            Ok((out, Concepts::new(obs::concepts(conn)?)))
-        })
-        .await?;
+    let (mut outcomes, concepts) = upload(&state, caller, vec![resource]).await?;
     match outcomes.pop() {
         Some(Ok(o)) => {
             let mut body = Vec::with_capacity(1024);
@@ -372,7 +396,7 @@ pub(super) async fn create(
 
 pub(super) async fn batch(
     state: web::Data<AppState>,
-    user: CurrentUser,
+    caller: Bearer,
     body: web::Bytes,
 ) -> Result<HttpResponse, Fhir> {
     let b = json_body(&body)?;
@@ -423,18 +447,9 @@ pub(super) async fn batch(
         }
     }
     let public = state.config.public_url.clone();
-    let answered = state
-        .db
-        .tx(move |conn| {
-            let refs: Vec<&Value> = uploads.iter().map(|(_, r)| r).collect();
-            let out = Uploader::new(conn, &user)?.upload(&refs)?;
-            Ok(uploads
-                .into_iter()
-                .map(|(i, _)| i)
-                .zip(out)
-                .collect::<Vec<_>>())
-        })
-        .await?;
+    let (positions, resources): (Vec<usize>, Vec<Value>) = uploads.into_iter().unzip();
+    let (outcomes, _) = upload(&state, caller, resources).await?;
+    let answered = positions.into_iter().zip(outcomes);
     for (i, o) in answered {
         answers[i] = Some(match o {
             Ok(o) => json!({

@@ -157,7 +157,7 @@ type Consenting = HashMap<(i64, i64), Vec<(String, String)>>;
 pub struct Uploader<'a> {
     conn: &'a mut DbConnection,
     user: &'a CurrentUser,
-    concepts: Vec<Concept>,
+    concepts: std::sync::Arc<Vec<Concept>>,
     patients: HashMap<i64, Result<(), Refusal>>,
     devices: HashMap<i64, bool>,
     consent: HashMap<(i64, i64), Result<(), Refusal>>,
@@ -171,8 +171,11 @@ pub struct Uploader<'a> {
 pub type Outcomes = Vec<Result<Observation, Refusal>>;
 
 impl<'a> Uploader<'a> {
-    pub fn new(conn: &'a mut DbConnection, user: &'a CurrentUser) -> Result<Self, AppError> {
-        let concepts = concepts(conn)?;
+    pub fn new(
+        conn: &'a mut DbConnection,
+        user: &'a CurrentUser,
+        concepts: std::sync::Arc<Vec<Concept>>,
+    ) -> Result<Self, AppError> {
         Ok(Uploader {
             conn,
             user,

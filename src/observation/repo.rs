@@ -135,15 +135,10 @@ impl Sql {
     }
 
     fn filter(&mut self, f: &Filter) {
-        // Sets of patients or data types are checked row by row as the list walks the index
-        // of its order; SQLite would otherwise start from the set and sort everything it
-        // holds. The unary plus keeps it off those columns' indexes. (Small sets of patients
-        // are merged per patient instead: see `page`.)
-        let (pid, cid) = if self.pg {
-            ("o.patient_id", "o.codeable_concept_id")
-        } else {
-            ("+o.patient_id", "+o.codeable_concept_id")
-        };
+        // Sets of patients or data types are checked row by row, by key, as the list walks
+        // the index of its order: starting from the set would sort everything it holds, and
+        // an IN list would be built afresh for every page. (Small sets of patients are merged
+        // per patient instead: see `page`.)
         if let Some(orgs) = &f.orgs {
             let list = if orgs.is_empty() {
                 "NULL".to_string()
@@ -154,15 +149,15 @@ impl Sql {
                     .join(",")
             };
             self.clauses.push(format!(
-                "{pid} IN (SELECT patient_id FROM patient_organizations WHERE organization_id IN ({list}))"
+                "EXISTS (SELECT 1 FROM patient_organizations po WHERE po.patient_id = o.patient_id AND po.organization_id IN ({list}))"
             ));
         }
         if let Some(s) = f.study {
             let p = self.param(Bind::Int(s));
             let q = self.param(Bind::Int(s));
             self.clauses.push(format!(
-                "{pid} IN (SELECT patient_id FROM study_patients WHERE study_id = {p}) \
-                 AND {cid} IN (SELECT codeable_concept_id FROM study_scope_requests WHERE study_id = {q})"
+                "EXISTS (SELECT 1 FROM study_patients sp WHERE sp.study_id = {p} AND sp.patient_id = o.patient_id) \
+                 AND EXISTS (SELECT 1 FROM study_scope_requests sr WHERE sr.study_id = {q} AND sr.codeable_concept_id = o.codeable_concept_id)"
             ));
         }
         if let Some(p) = f.patient {
@@ -177,6 +172,11 @@ impl Sql {
                     .map(|i| i.to_string())
                     .collect::<Vec<_>>()
                     .join(",")
+            };
+            let pid = if self.pg {
+                "o.patient_id"
+            } else {
+                "+o.patient_id"
             };
             self.clauses.push(format!("{pid} IN ({list})"));
         }
