@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use chrono::{NaiveDateTime, TimeZone};
+use chrono::{NaiveDateTime, Offset, TimeZone};
 use chrono_tz::Tz;
 
 use super::omh;
@@ -51,6 +51,67 @@ pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     (0..=((last - first) as usize).min(50))
         .map(|i| (first + i as f64) * step)
         .collect()
+}
+
+/// Instants between `t0` and `t1` that fall on round local times: a step of whole hours or
+/// days chosen for about six labels.
+pub fn time_ticks(t0: NaiveDateTime, t1: NaiveDateTime, tz: Tz) -> Vec<NaiveDateTime> {
+    const HOUR: i64 = 3600;
+    const DAY: i64 = 86_400;
+    let span = (t1 - t0).num_seconds().max(1);
+    let step = [
+        HOUR,
+        2 * HOUR,
+        3 * HOUR,
+        6 * HOUR,
+        12 * HOUR,
+        DAY,
+        2 * DAY,
+        7 * DAY,
+        14 * DAY,
+        30 * DAY,
+        91 * DAY,
+        182 * DAY,
+        365 * DAY,
+    ]
+    .into_iter()
+    .find(|s| span / s <= 6)
+    .unwrap_or(365 * DAY);
+    // Work in local wall time, so days start at the viewer's midnight.
+    let offset = |t: NaiveDateTime| tz.offset_from_utc_datetime(&t).fix().local_minus_utc() as i64;
+    let local0 = t0.and_utc().timestamp() + offset(t0);
+    let mut wall = local0.div_euclid(step) * step;
+    if wall < local0 {
+        wall += step;
+    }
+    let mut out = Vec::new();
+    while out.len() < 12 {
+        let guess = wall - offset(t0);
+        let Some(t) =
+            chrono::DateTime::from_timestamp(guess - (offset_at(guess, tz) - offset(t0)), 0)
+        else {
+            break;
+        };
+        let t = t.naive_utc();
+        if t > t1 {
+            break;
+        }
+        if t >= t0 {
+            out.push(t);
+        }
+        wall += step;
+    }
+    out
+}
+
+fn offset_at(utc_seconds: i64, tz: Tz) -> i64 {
+    chrono::DateTime::from_timestamp(utc_seconds, 0)
+        .map(|t| {
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc() as i64
+        })
+        .unwrap_or(0)
 }
 
 fn label(v: f64) -> String {
@@ -143,23 +204,17 @@ pub fn render(code: &str, title: &str, points: &[Observation], tz: Tz) -> String
         (TOP + H - BOTTOM) / 2.0,
         escape(&unit)
     );
-    // Time axis: about six labels, dates or times by the span.
+    // Time axis: labels at round local times (whole hours or days), about six of them.
     let fmt = if span_t > 3.0 * 86400.0 {
         "%Y-%m-%d"
     } else {
         "%m-%d %H:%M"
     };
-    for i in 0..=5 {
-        let t = t0 + chrono::Duration::seconds((span_t * i as f64 / 5.0) as i64);
+    for t in time_ticks(t0, t1, tz) {
         let xx = x(t);
-        let anchor = match i {
-            0 => "start",
-            5 => "end",
-            _ => "middle",
-        };
         let _ = write!(
             s,
-            r#"<line class="chart-axis" x1="{xx:.1}" x2="{xx:.1}" y1="{}" y2="{}"/><text class="chart-tick" x="{xx:.1}" y="{}" text-anchor="{anchor}">{}</text>"#,
+            r#"<line class="chart-axis" x1="{xx:.1}" x2="{xx:.1}" y1="{}" y2="{}"/><text class="chart-tick" x="{xx:.1}" y="{}" text-anchor="middle">{}</text>"#,
             H - BOTTOM,
             H - BOTTOM + 5.0,
             H - BOTTOM + 20.0,
@@ -227,6 +282,30 @@ mod tests {
         assert!(t.windows(2).all(|w| (w[1] - w[0] - 20.0).abs() < 1e-9));
         assert!(ticks(5.0, 5.0, 5).len() >= 2);
         assert!(ticks(f64::NAN, 1.0, 5).is_empty());
+    }
+
+    #[test]
+    fn time_ticks_fall_on_round_local_times() {
+        let at =
+            |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").expect("a time");
+        let t = time_ticks(at("2025-02-01 01:00"), at("2025-02-02 03:00"), Tz::UTC);
+        assert_eq!(
+            t,
+            [
+                at("2025-02-01 06:00"),
+                at("2025-02-01 12:00"),
+                at("2025-02-01 18:00"),
+                at("2025-02-02 00:00")
+            ]
+        );
+        // Days start at the viewer's midnight: 05:00 UTC in New York in winter.
+        let t = time_ticks(
+            at("2025-01-01 00:00"),
+            at("2025-01-06 00:00"),
+            Tz::America__New_York,
+        );
+        assert_eq!(t.first().copied(), Some(at("2025-01-01 05:00")));
+        assert!(t.iter().all(|x| x.format("%H:%M").to_string() == "05:00"));
     }
 
     #[test]
