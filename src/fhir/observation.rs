@@ -361,7 +361,10 @@ async fn upload(
             let refs: Vec<&Value> = resources.iter().collect();
             let known = st.concepts(conn)?;
             let out = Uploader::new(conn, &user, known.clone())?.upload(&refs)?;
-            Ok((Ok((out, Concepts::new(known.to_vec()))), Some(event)))
+            // An upload that stored something is audited with its token already; one that
+            // stored nothing is still a use of the token.
+            let event = (!out.iter().any(|o| o.is_ok())).then_some(event);
+            Ok((Ok((out, Concepts::new(known.to_vec()))), event))
         })
         .await?;
     if let Some(event) = event {

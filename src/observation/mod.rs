@@ -270,17 +270,19 @@ impl<'a> Uploader<'a> {
             });
         }
         if !ids.is_empty() {
+            // The token, when one was used, is named here: this event stands for the
+            // request's token use too (see fhir::observation::upload).
             let mut a = Audit::by(self.user, "observation.create");
-            a = if ids.len() == 1 {
-                a.object("observation", ids[0])
-            } else {
-                a.detail(serde_json::json!({
-                    "count": ids.len(),
-                    "first": ids.iter().min(),
-                    "last": ids.iter().max(),
-                }))
-            };
-            a.record(self.conn)?;
+            if ids.len() == 1 {
+                a = a.object("observation", ids[0]);
+            }
+            a.detail(serde_json::json!({
+                "count": ids.len(),
+                "first": ids.iter().min(),
+                "last": ids.iter().max(),
+                "api_token": self.user.token_id,
+            }))
+            .record(self.conn)?;
         }
         Ok(out)
     }
