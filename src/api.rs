@@ -54,6 +54,18 @@ pub fn path_config() -> web::PathConfig {
     })
 }
 
+/// An optional id from the query: None when absent or blank, a 400 naming `name` when it
+/// is not a whole number.
+pub fn id_param(v: Option<&String>, name: &str) -> Result<Option<i64>, AppError> {
+    match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| AppError::invalid(name, "Use a whole-number id.")),
+    }
+}
+
 /// `page` (1-based) and `pageSize`/`page_size` (default 20, at most 1000).
 #[derive(Debug, Deserialize, Default)]
 pub struct PageQuery {

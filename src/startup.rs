@@ -34,7 +34,7 @@ pub struct AppState {
     /// Token uses, written in batches (see `audit::Queue`).
     pub audit_queue: crate::audit::Queue,
     /// The data types: seeded by the migrations and never changed, so read once.
-    pub concepts: std::sync::OnceLock<std::sync::Arc<Vec<crate::observation::Concept>>>,
+    pub concepts: std::sync::OnceLock<std::sync::Arc<crate::observation::Concepts>>,
 }
 
 impl AppState {
@@ -42,11 +42,13 @@ impl AppState {
     pub fn concepts(
         &self,
         conn: &mut crate::db::DbConnection,
-    ) -> Result<std::sync::Arc<Vec<crate::observation::Concept>>, crate::error::AppError> {
+    ) -> Result<std::sync::Arc<crate::observation::Concepts>, crate::error::AppError> {
         if let Some(c) = self.concepts.get() {
             return Ok(c.clone());
         }
-        let all = std::sync::Arc::new(crate::observation::concepts(conn)?);
+        let all = std::sync::Arc::new(crate::observation::Concepts::new(
+            crate::observation::concepts(conn)?,
+        ));
         Ok(self.concepts.get_or_init(|| all).clone())
     }
 

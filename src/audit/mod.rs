@@ -90,18 +90,14 @@ impl Queue {
     pub fn start(db: crate::db::Db) -> Queue {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Audit>();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < QUEUE_BATCH {
-                    match rx.try_recv() {
-                        Ok(a) => batch.push(a),
-                        Err(_) => break,
-                    }
-                }
-                let n = batch.len();
+            let mut batch = Vec::with_capacity(QUEUE_BATCH);
+            // Waits for one event, then takes whatever else has queued, up to the limit.
+            while rx.recv_many(&mut batch, QUEUE_BATCH).await > 0 {
+                let events = std::mem::take(&mut batch);
+                let n = events.len();
                 let written = db
                     .tx(move |conn| {
-                        for a in batch {
+                        for a in events {
                             a.record(conn)?;
                         }
                         Ok(())

@@ -11,13 +11,14 @@ use serde::Deserialize;
 use super::{Cell, Only, Totals};
 use crate::audit::Audit;
 use crate::auth::{CsrfForm, CurrentUser};
+use crate::console::PAGE_SIZES;
 use crate::console::{Console, Paging};
 use crate::db::DbConnection;
 use crate::error::AppError;
 use crate::organization::{OrgScope, Role};
 use crate::patient::model::Patient;
 use crate::startup::AppState;
-use crate::study::pages::{ShowQuery, PAGE_SIZES};
+use crate::study::pages::ShowQuery;
 use crate::study::{self, Scope, Study};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

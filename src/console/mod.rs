@@ -159,6 +159,14 @@ impl Paging {
     }
 }
 
+/// The page sizes every console list offers.
+pub const PAGE_SIZES: [i64; 4] = [20, 100, 500, 1000];
+
+/// A whole number from a query or form field; None when absent or not a number.
+pub fn num(v: &Option<String>) -> Option<i64> {
+    v.as_deref().and_then(|s| s.trim().parse().ok())
+}
+
 /// Builds a query string from pairs, leaving out empty values.
 pub fn query_string(pairs: &[(&str, String)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());

@@ -16,6 +16,14 @@ pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<DataSource>> {
         .optional()?)
 }
 
+/// The ids among `ids` that name a data source.
+pub fn existing(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<i64>> {
+    Ok(data_sources::table
+        .filter(data_sources::id.eq_any(ids.to_vec()))
+        .select(data_sources::id)
+        .load(conn)?)
+}
+
 pub fn find_by_name(conn: &mut DbConnection, name: &str) -> AppResult<Option<DataSource>> {
     Ok(data_sources::table
         .filter(data_sources::name.eq(name))

@@ -209,3 +209,20 @@ impl Db {
         .await
     }
 }
+
+/// Runs `f` with SQLite's page cache raised to `kib` KiB (0: as it is), then puts it back
+/// whatever `f` returned. Bulk writes keep their index pages in memory until the commit
+/// instead of spilling them to the WAL and reading them back. PostgreSQL: just `f`.
+pub fn with_sqlite_cache<T>(
+    conn: &mut DbConnection,
+    kib: i64,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    if kib <= 0 || !matches!(conn, DbConnection::Sqlite(_)) {
+        return f(conn);
+    }
+    conn.batch_execute(&format!("PRAGMA cache_size = -{kib}"))?;
+    let out = f(conn);
+    conn.batch_execute("PRAGMA cache_size = -2000")?;
+    out
+}

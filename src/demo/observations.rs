@@ -2,13 +2,12 @@
 //! year by the patients who consented to them. For trying the Observations tab out and for
 //! the benchmark's ten million rows. `cohort seed-demo --observations N`.
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use crate::db::schema::{codeable_concepts, consents, data_sources};
+use crate::db::schema::{codeable_concepts, consents};
 use crate::db::DbConnection;
 use crate::error::AppError;
 use crate::observation::model::NewObservation;
@@ -118,28 +117,19 @@ pub fn seed(
             "The study has no consent to heart rate, blood pressure, blood glucose or steps to upload for.".into(),
         ));
     }
-    let source = match data_sources::table
-        .filter(data_sources::name.eq("Demo Watch"))
-        .select(data_sources::id)
-        .first::<i64>(conn)
-        .optional()?
-    {
-        Some(id) => id,
+    let source = match crate::data_source::repo::find_by_name(conn, "Demo Watch")? {
+        Some(d) => d.id,
         None => crate::data_source::repo::insert(conn, "Demo Watch", "personal_device", &[])?,
     };
-    // Ten thousand new rows touch seven indexes: spilling their pages to the WAL half-way
-    // through a transaction would cost more than the inserts.
-    let sqlite = matches!(conn, DbConnection::Sqlite(_));
-    if sqlite {
-        conn.batch_execute("PRAGMA cache_size = -262144")?;
-    }
     let mut rng = StdRng::seed_from_u64(study_id as u64 * 7919 + count as u64);
     let end = now().and_utc().timestamp();
     let span = 365 * 86_400_i64;
     // Loading millions of rows into seven indexes at once writes every index page again and
     // again; building the indexes afterwards sorts once.
     let indexes = super::repo::drop_indexes(conn, "observations")?;
-    let loaded = (|| -> Result<(), AppError> {
+    // Twenty thousand new rows a transaction: spilling their pages to the WAL half-way
+    // through would cost more than the inserts.
+    let loaded = crate::db::with_sqlite_cache(conn, 262_144, |conn| {
         let mut done = 0_i64;
         while done < count {
             let n = (BATCH as i64).min(count - done);
@@ -178,13 +168,10 @@ pub fn seed(
             progress(done);
         }
         Ok(())
-    })();
+    });
     // The indexes come back whatever happened, or every list would crawl.
     super::repo::create_indexes(conn, &indexes)?;
     loaded?;
-    if sqlite {
-        conn.batch_execute("PRAGMA cache_size = -2000")?;
-    }
     super::repo::after_bulk(conn)?;
     Ok(started.elapsed().as_secs_f64())
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::error::AppError;
 use crate::startup::AppState;
 
-pub use observation::{write_observation, Concepts};
+pub use observation::write_observation;
 
 pub const CONTENT_TYPE: &str = "application/fhir+json";
 /// Largest body a batch may send.

@@ -1,8 +1,6 @@
 //! FHIR Observations: the resource as written out, search (paged by key), read, upload and
 //! batch upload. The checks themselves are `observation::Uploader`'s.
 
-use std::collections::HashMap;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
@@ -16,7 +14,8 @@ use super::{
 use crate::auth::{Bearer, CurrentUser};
 use crate::error::AppError;
 use crate::observation::repo::{Filter, Key, Order};
-use crate::observation::{self as obs, Concept, Observation, Refusal, Uploader, Wanted};
+use crate::observation::{self as obs, Concept, Concepts, Observation, Refusal, Uploader, Wanted};
+use crate::organization::Role;
 use crate::startup::AppState;
 
 // ---------------------------------------------------------------------------------------
@@ -81,31 +80,6 @@ struct ObservationResource<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     device: Option<Reference>,
     value_attachment: Attachment,
-}
-
-/// Data types by id, for naming codings.
-pub struct Concepts(HashMap<i64, Concept>);
-
-impl Concepts {
-    pub fn new(all: Vec<Concept>) -> Concepts {
-        Concepts(all.into_iter().map(|c| (c.id, c)).collect())
-    }
-
-    pub fn get(&self, id: i64) -> Option<&Concept> {
-        self.0.get(&id)
-    }
-
-    /// `system|code` or a bare code → the data type's id; None when unknown.
-    pub fn find(&self, token: &str) -> Option<i64> {
-        let (system, code) = match token.split_once('|') {
-            Some((s, c)) => (Some(s), c),
-            None => (None, token),
-        };
-        self.0
-            .values()
-            .find(|c| c.code == code && system.is_none_or(|s| s.is_empty() || s == c.system))
-            .map(|c| c.id)
-    }
 }
 
 /// Writes one Observation resource as JSON.
@@ -253,7 +227,7 @@ pub(super) async fn search(
     let (rows, total, concepts) = state
         .db
         .run(move |conn| {
-            let concepts = Concepts::new(st.concepts(conn)?.to_vec());
+            let concepts = st.concepts(conn)?;
             let mut wanted = s.wanted;
             if let Some(code) = &s.code {
                 // A code this exchange does not know matches nothing.
@@ -308,25 +282,21 @@ pub(super) async fn read(
     id: web::Path<String>,
 ) -> Result<HttpResponse, Fhir> {
     let id = parse_id(&id, "Observation")?;
+    let st = state.clone();
     let (o, concepts) = state
         .db
         .run(move |conn| {
             let missing = || AppError::NotFound(format!("Observation/{id} not found."));
             let o = obs::repo::find(conn, id)?.ok_or_else(missing)?;
-            let f = obs::visible_filter(
-                conn,
-                &user,
-                &Wanted {
-                    patient: Some(o.patient_id),
-                    ..Wanted::default()
-                },
-            )
-            .map_err(|e| match e {
-                AppError::NotFound(_) => missing(),
-                other => other,
-            });
-            f?;
-            Ok((o, Concepts::new(obs::concepts(conn)?)))
+            if user.patient_id != Some(o.patient_id) {
+                crate::patient::authorize(conn, &user, o.patient_id, Role::Viewer).map_err(
+                    |e| match e {
+                        AppError::NotFound(_) => missing(),
+                        other => other,
+                    },
+                )?;
+            }
+            Ok((o, st.concepts(conn)?))
         })
         .await?;
     let mut body = Vec::with_capacity(1024);
@@ -349,7 +319,7 @@ async fn upload(
     state: &web::Data<AppState>,
     caller: Bearer,
     resources: Vec<Value>,
-) -> Result<(obs::Outcomes, Concepts), Fhir> {
+) -> Result<(obs::Outcomes, std::sync::Arc<Concepts>), Fhir> {
     let st = state.clone();
     let (answer, event) = state
         .db
@@ -360,11 +330,11 @@ async fn upload(
             };
             let refs: Vec<&Value> = resources.iter().collect();
             let known = st.concepts(conn)?;
-            let out = Uploader::new(conn, &user, known.clone())?.upload(&refs)?;
+            let out = Uploader::new(conn, &user, known.clone()).upload(&refs)?;
             // An upload that stored something is audited with its token already; one that
             // stored nothing is still a use of the token.
             let event = (!out.iter().any(|o| o.is_ok())).then_some(event);
-            Ok((Ok((out, Concepts::new(known.to_vec()))), event))
+            Ok((Ok((out, known)), event))
         })
         .await?;
     if let Some(event) = event {
@@ -402,7 +372,7 @@ pub(super) async fn batch(
     caller: Bearer,
     body: web::Bytes,
 ) -> Result<HttpResponse, Fhir> {
-    let b = json_body(&body)?;
+    let mut b = json_body(&body)?;
     if b.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(bad(
             "POST /FHIR/R5 takes a Bundle: resourceType must be \"Bundle\".",
@@ -413,11 +383,11 @@ pub(super) async fn batch(
             "The Bundle's type must be \"batch\" (transactions are not supported).",
         ));
     }
-    let entries = b
-        .get("entry")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    // Entries and resources are moved out of the body, not copied.
+    let entries = match b.get_mut("entry").map(Value::take) {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
     if entries.len() > MAX_BATCH {
         return Err(bad(format!(
             "A batch holds at most {MAX_BATCH} entries; this one has {}. Split it.",
@@ -427,7 +397,7 @@ pub(super) async fn batch(
     // Entries that are not Observation creates are answered without touching the database.
     let mut answers: Vec<Option<Value>> = vec![None; entries.len()];
     let mut uploads: Vec<(usize, Value)> = Vec::new();
-    for (i, e) in entries.into_iter().enumerate() {
+    for (i, mut e) in entries.into_iter().enumerate() {
         let method = e
             .pointer("/request/method")
             .and_then(Value::as_str)
@@ -436,9 +406,10 @@ pub(super) async fn batch(
             .pointer("/request/url")
             .and_then(Value::as_str)
             .unwrap_or("Observation");
-        let resource = e.get("resource").cloned();
-        match resource {
-            Some(r) if method.eq_ignore_ascii_case("POST") && url.trim_start_matches('/') == "Observation" => {
+        let create =
+            method.eq_ignore_ascii_case("POST") && url.trim_start_matches('/') == "Observation";
+        match e.get_mut("resource").map(Value::take) {
+            Some(r) if create => {
                 uploads.push((i, r))
             }
             _ => {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::repo::Order;
 use super::Wanted;
-use crate::api::{envelope, PageQuery};
+use crate::api::{envelope, id_param, PageQuery};
 use crate::auth::CurrentUser;
 use crate::error::AppError;
 use crate::startup::AppState;
@@ -26,16 +26,6 @@ pub struct ListQuery {
     patient_id: Option<String>,
     #[serde(flatten)]
     page: PageQuery,
-}
-
-fn id_param(v: &Option<String>, name: &str) -> Result<Option<i64>, AppError> {
-    match v.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(s) => s
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| AppError::invalid(name, "Use a whole-number id.")),
-    }
 }
 
 #[derive(Serialize)]
@@ -63,11 +53,12 @@ async fn list(
 ) -> Result<HttpResponse, AppError> {
     let (page, size) = q.page.parse()?;
     let wanted = Wanted {
-        organization: id_param(&q.organization_id, "organization_id")?,
-        study: id_param(&q.study_id, "study_id")?,
-        patient: id_param(&q.patient_id, "patient_id")?,
+        organization: id_param(q.organization_id.as_ref(), "organization_id")?,
+        study: id_param(q.study_id.as_ref(), "study_id")?,
+        patient: id_param(q.patient_id.as_ref(), "patient_id")?,
         ..Wanted::default()
     };
+    let st = state.clone();
     let (rows, count) = state
         .db
         .run(move |conn| {
@@ -81,10 +72,7 @@ async fn list(
                 (page - 1) * size,
                 size,
             )?;
-            let concepts: HashMap<i64, super::Concept> = super::concepts(conn)?
-                .into_iter()
-                .map(|c| (c.id, c))
-                .collect();
+            let concepts = st.concepts(conn)?;
             let ids: Vec<i64> = rows.iter().map(|o| o.patient_id).collect();
             let people: HashMap<i64, crate::patient::model::Patient> =
                 crate::patient::repo::find_many(conn, &ids)?
@@ -94,7 +82,7 @@ async fn list(
             let out = rows
                 .into_iter()
                 .map(|o| {
-                    let c = concepts.get(&o.codeable_concept_id);
+                    let c = concepts.get(o.codeable_concept_id);
                     let p = people.get(&o.patient_id);
                     Ok(Row {
                         id: o.id,

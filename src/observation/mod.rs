@@ -12,7 +12,6 @@ pub mod repo;
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
-use diesel::connection::SimpleConnection;
 use serde_json::Value;
 
 pub use model::{NewObservation, Observation};
@@ -31,6 +30,39 @@ pub struct Concept {
     pub system: String,
     pub code: String,
     pub text: String,
+}
+
+/// Every data type, by id and in id order.
+pub struct Concepts {
+    all: Vec<Concept>,
+    by_id: HashMap<i64, usize>,
+}
+
+impl Concepts {
+    pub fn new(all: Vec<Concept>) -> Concepts {
+        let by_id = all.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        Concepts { all, by_id }
+    }
+
+    pub fn all(&self) -> &[Concept] {
+        &self.all
+    }
+
+    pub fn get(&self, id: i64) -> Option<&Concept> {
+        self.by_id.get(&id).map(|i| &self.all[*i])
+    }
+
+    /// `system|code` or a bare code → the data type's id; None when unknown.
+    pub fn find(&self, token: &str) -> Option<i64> {
+        let (system, code) = match token.split_once('|') {
+            Some((s, c)) => (Some(s), c),
+            None => (None, token),
+        };
+        self.all
+            .iter()
+            .find(|c| c.code == code && system.is_none_or(|s| s.is_empty() || s == c.system))
+            .map(|c| c.id)
+    }
 }
 
 pub fn concepts(conn: &mut DbConnection) -> Result<Vec<Concept>, AppError> {
@@ -77,11 +109,9 @@ pub fn visible_filter(
         updated_from: w.updated_from,
         updated_to: w.updated_to,
     };
-    let mut narrowed = false;
     if let Some(org) = w.organization {
         organization::authorize(conn, user, org, Role::Viewer)?;
         f.orgs = Some(vec![org]);
-        narrowed = true;
     }
     if let Some(s) = w.study {
         let (study, _) = crate::study::authorize(conn, user, s, Role::Viewer)?;
@@ -89,17 +119,12 @@ pub fn visible_filter(
             // The study's patients are all in its own organization: nothing matches.
             f.orgs = Some(Vec::new());
         }
-        narrowed = true;
     }
-    if let Some(p) = w.patient {
-        if user.patient_id == Some(p) {
-            narrowed = true;
-        } else {
-            crate::patient::authorize(conn, user, p, Role::Viewer)?;
-            narrowed = true;
-        }
+    if let Some(p) = w.patient.filter(|p| user.patient_id != Some(*p)) {
+        crate::patient::authorize(conn, user, p, Role::Viewer)?;
     }
-    if !narrowed {
+    // Nothing named: everything the caller may see.
+    if w.organization.is_none() && w.study.is_none() && w.patient.is_none() {
         if let Some(own) = user.patient_id.filter(|_| user.practitioner_id.is_none()) {
             f.patient = Some(own);
         } else if !user.is_superuser() {
@@ -150,19 +175,18 @@ fn reference(v: &Value, field: &str, kind: &str) -> Result<i64, Refusal> {
 /// The system under which an upload without an identifier is known by its OMH header uuid.
 pub const UUID_SYSTEM: &str = "urn:ietf:rfc:3986";
 
-/// (patient, data type) → the studies where the patient consented to it: (name, status).
-type Consenting = HashMap<(i64, i64), Vec<(String, String)>>;
-
-/// Checks and stores uploads for one caller, remembering what it looked up across a batch.
+/// Checks and stores uploads for one caller. Everything the checks need about the batch's
+/// patients, devices and identifiers is looked up first, in a few queries; the checks
+/// themselves then touch no database.
 pub struct Uploader<'a> {
     conn: &'a mut DbConnection,
     user: &'a CurrentUser,
-    concepts: std::sync::Arc<Vec<Concept>>,
+    concepts: std::sync::Arc<Concepts>,
+    /// Subject → may the caller upload for it (absent: the caller's own patient record).
     patients: HashMap<i64, Result<(), Refusal>>,
-    devices: HashMap<i64, bool>,
-    consent: HashMap<(i64, i64), Result<(), Refusal>>,
+    devices: HashSet<i64>,
     /// (patient, data type) → studies where the patient consented: (name, status).
-    consenting: Option<Consenting>,
+    consenting: HashMap<(i64, i64), Vec<(String, String)>>,
     taken: HashMap<(String, String), i64>,
     seen: HashSet<(String, String)>,
 }
@@ -174,39 +198,25 @@ impl<'a> Uploader<'a> {
     pub fn new(
         conn: &'a mut DbConnection,
         user: &'a CurrentUser,
-        concepts: std::sync::Arc<Vec<Concept>>,
-    ) -> Result<Self, AppError> {
-        Ok(Uploader {
+        concepts: std::sync::Arc<Concepts>,
+    ) -> Self {
+        Uploader {
             conn,
             user,
             concepts,
             patients: HashMap::new(),
-            devices: HashMap::new(),
-            consent: HashMap::new(),
-            consenting: None,
+            devices: HashSet::new(),
+            consenting: HashMap::new(),
             taken: HashMap::new(),
             seen: HashSet::new(),
-        })
+        }
     }
 
     /// Checks every resource, stores the good ones in one go, and says what became of each.
     pub fn upload(mut self, resources: &[&Value]) -> Result<Outcomes, AppError> {
-        // Identifiers given by the uploads, looked up at once rather than one by one.
-        let given: Vec<(String, String)> = resources.iter().filter_map(|r| identifier(r)).collect();
-        self.taken = repo::identifiers_used(self.conn, &given)?;
-        // Who may upload for whom, and who consented to what, for every subject at once.
-        let mut subjects: Vec<i64> = resources
-            .iter()
-            .filter_map(|r| reference(r, "subject", "Patient").ok())
-            .collect();
-        subjects.sort_unstable();
-        subjects.dedup();
-        self.prefetch(&subjects)?;
-        let mut checked: Vec<Result<NewObservation, Refusal>> = Vec::with_capacity(resources.len());
-        for r in resources {
-            let one = self.check(r)?;
-            checked.push(one);
-        }
+        self.prefetch(resources)?;
+        let mut checked: Vec<Result<NewObservation, Refusal>> =
+            resources.iter().map(|r| self.check(r)).collect();
         // Identifiers made from the data points' uuids: one look for those already stored.
         let derived: Vec<(String, String)> = checked
             .iter()
@@ -224,10 +234,7 @@ impl<'a> Uploader<'a> {
                     Err(_) => None,
                 };
                 if let Some((s, v, id)) = taken {
-                    *c = Err(refuse(
-                        409,
-                        format!("The identifier {s}|{v} is already used by Observation/{id}; each upload needs its own identifier."),
-                    ));
+                    *c = Err(used(&s, &v, id));
                 }
             }
         }
@@ -236,16 +243,9 @@ impl<'a> Uploader<'a> {
             .filter_map(|c| c.as_ref().ok().cloned())
             .collect();
         // A batch touches seven indexes per row: keep their pages in memory until the commit
-        // rather than spill them to the WAL and read them back (see patient::repo::bulk).
-        let big = matches!(self.conn, DbConnection::Sqlite(_)) && good.len() > 100;
-        if big {
-            self.conn.batch_execute("PRAGMA cache_size = -65536")?;
-        }
-        let made = repo::insert_many(self.conn, &good);
-        if big {
-            self.conn.batch_execute("PRAGMA cache_size = -2000")?;
-        }
-        let made = made?;
+        // rather than spill them to the WAL and read them back.
+        let cache = if good.len() > 100 { 65_536 } else { 0 };
+        let made = crate::db::with_sqlite_cache(self.conn, cache, |c| repo::insert_many(c, &good))?;
         let mut out = Vec::with_capacity(checked.len());
         let mut ids = Vec::new();
         for c in checked {
@@ -287,84 +287,60 @@ impl<'a> Uploader<'a> {
         Ok(out)
     }
 
-    /// The checks, in the documented order. Database failures are errors, not refusals.
-    fn check(&mut self, r: &Value) -> Result<Result<NewObservation, Refusal>, AppError> {
+    /// The checks, in the documented order.
+    fn check(&mut self, r: &Value) -> Result<NewObservation, Refusal> {
         if r.get("resourceType").and_then(Value::as_str) != Some("Observation") {
-            return Ok(Err(refuse(400, "resourceType must be \"Observation\".")));
+            return Err(refuse(400, "resourceType must be \"Observation\"."));
         }
-        // 1. subject
-        let patient_id = match reference(r, "subject", "Patient") {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        // 2. access
-        if let Err(e) = self.may_upload_for(patient_id)? {
-            return Ok(Err(e));
-        }
+        // 1. subject, 2. access
+        let patient_id = reference(r, "subject", "Patient")?;
+        self.may_upload_for(patient_id)?;
         // 3. device
-        let device = match reference(r, "device", "Device") {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(e)),
-        };
-        if !self.device_exists(device)? {
-            return Ok(Err(refuse(
+        let device = reference(r, "device", "Device")?;
+        if !self.devices.contains(&device) {
+            return Err(refuse(
                 404,
                 format!("Device/{device} not found: register the data source first (GET /FHIR/R5/Device/<id> shows one)."),
-            )));
+            ));
         }
         // 4. identifier already used
         let given = identifier(r);
         if let Some(id) = &given {
-            if let Some(e) = self.identifier_taken(id) {
-                return Ok(Err(e));
-            }
+            self.identifier_free(id)?;
         }
         // 5. code: exactly one coding, a known one
-        let concept = match self.concept_of(r) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
+        let concept = self.concept_of(r)?;
         // 6. consent
-        if let Err(e) = self.consented(patient_id, &concept)? {
-            return Ok(Err(e));
-        }
+        self.consented(patient_id, &concept)?;
         // 7. base64 JSON
-        let (text, doc) = match attachment(r) {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
-        };
+        let (text, doc) = attachment(r)?;
         // 8. OMH validity
-        let point = match omh::validate(&concept.code, &doc) {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(Err(refuse(
-                    422,
-                    format!("The data point is not valid {}: {e}.", concept.code),
-                )))
-            }
-        };
+        let point = omh::validate(&concept.code, &doc).map_err(|e| {
+            refuse(
+                422,
+                format!("The data point is not valid {}: {e}.", concept.code),
+            )
+        })?;
         let status = match r.get("status") {
             None | Some(Value::Null) => "final".to_string(),
             Some(Value::String(s)) if model::STATUSES.contains(&s.as_str()) => s.clone(),
             Some(_) => {
-                return Ok(Err(refuse(
+                return Err(refuse(
                     400,
                     format!("status must be one of {}.", model::STATUSES.join(", ")),
-                )))
+                ))
             }
         };
         let (system, value) = match given {
             Some(g) => g,
             None => {
                 let key = (UUID_SYSTEM.to_string(), format!("urn:uuid:{}", point.uuid));
-                if let Some(e) = self.identifier_taken(&key) {
-                    return Ok(Err(e));
-                }
+                self.identifier_free(&key)?;
                 key
             }
         };
         self.seen.insert((system.clone(), value.clone()));
-        Ok(Ok(NewObservation {
+        Ok(NewObservation {
             patient_id,
             codeable_concept_id: concept.id,
             data_source_id: Some(device),
@@ -375,24 +351,41 @@ impl<'a> Uploader<'a> {
             effective_end: point.effective_end.map(|e| e.naive_utc()),
             omh_data: text,
             at: now(),
-        }))
+        })
     }
 
-    /// Fills the access and consent answers for these patients in a few queries.
-    fn prefetch(&mut self, patients: &[i64]) -> Result<(), AppError> {
+    /// Looks up, for the whole batch at once: identifiers already used, who may upload for
+    /// each subject, what each subject consented to, and which devices exist.
+    fn prefetch(&mut self, resources: &[&Value]) -> Result<(), AppError> {
+        let given: Vec<(String, String)> = resources.iter().filter_map(|r| identifier(r)).collect();
+        self.taken = repo::identifiers_used(self.conn, &given)?;
+        let ids = |field, kind| {
+            let mut v: Vec<i64> = resources
+                .iter()
+                .filter_map(|r| reference(r, field, kind).ok())
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let patients = ids("subject", "Patient");
+        let devices = ids("device", "Device");
+        self.devices = crate::data_source::repo::existing(self.conn, &devices)?
+            .into_iter()
+            .collect();
         if patients.is_empty() {
             return Ok(());
         }
         if self.user.practitioner_id.is_some() || self.user.is_superuser() {
             let roles = organization::visible(self.conn, self.user)?.1;
             let mut best: HashMap<i64, Role> = HashMap::new();
-            for (pid, org) in repo::organizations_of(self.conn, patients)? {
+            for (pid, org) in repo::organizations_of(self.conn, &patients)? {
                 if let Some(r) = roles.get(&org) {
                     let e = best.entry(pid).or_insert(*r);
                     *e = (*e).max(*r);
                 }
             }
-            for pid in patients {
+            for pid in &patients {
                 if self.user.patient_id == Some(*pid) {
                     continue;
                 }
@@ -407,67 +400,34 @@ impl<'a> Uploader<'a> {
                 self.patients.insert(*pid, answer);
             }
         }
-        let mut by_pair: HashMap<(i64, i64), Vec<(String, String)>> = HashMap::new();
-        for (pid, concept, name, status) in repo::consents_of(self.conn, patients)? {
-            by_pair
+        for (pid, concept, name, status) in repo::consents_of(self.conn, &patients)? {
+            self.consenting
                 .entry((pid, concept))
                 .or_default()
                 .push((name, status));
         }
-        self.consenting = Some(by_pair);
         Ok(())
     }
 
-    fn may_upload_for(&mut self, patient_id: i64) -> Result<Result<(), Refusal>, AppError> {
-        if let Some(known) = self.patients.get(&patient_id) {
-            return Ok(known.clone());
+    /// A practitioner's answer was prefetched; a patient uploads only for itself.
+    fn may_upload_for(&self, patient_id: i64) -> Result<(), Refusal> {
+        if self.user.patient_id == Some(patient_id) {
+            return Ok(());
         }
-        let answer = if self.user.patient_id == Some(patient_id) {
-            Ok(())
-        } else if self.user.practitioner_id.is_none() && !self.user.is_superuser() {
+        self.patients.get(&patient_id).cloned().unwrap_or_else(|| {
             Err(refuse(
                 403,
                 format!("A patient uploads only its own data, not Patient/{patient_id}'s."),
             ))
-        } else {
-            match crate::patient::authorize(self.conn, self.user, patient_id, Role::Member) {
-                Ok(_) => Ok(()),
-                Err(AppError::NotFound(_)) => Err(refuse(
-                    404,
-                    format!("Patient/{patient_id} not found in your organizations."),
-                )),
-                Err(AppError::Forbidden(_)) => Err(refuse(
-                    403,
-                    format!("You may not upload for Patient/{patient_id}: that needs the member or manager role in one of the patient's organizations; yours is viewer."),
-                )),
-                Err(e) => return Err(e),
-            }
-        };
-        self.patients.insert(patient_id, answer.clone());
-        Ok(answer)
+        })
     }
 
-    fn device_exists(&mut self, id: i64) -> Result<bool, AppError> {
-        if let Some(k) = self.devices.get(&id) {
-            return Ok(*k);
-        }
-        let found = crate::data_source::repo::find(self.conn, id)?.is_some();
-        self.devices.insert(id, found);
-        Ok(found)
-    }
-
-    fn identifier_taken(&self, key: &(String, String)) -> Option<Refusal> {
+    fn identifier_free(&self, key: &(String, String)) -> Result<(), Refusal> {
         if let Some(id) = self.taken.get(key) {
-            return Some(refuse(
-                409,
-                format!(
-                    "The identifier {}|{} is already used by Observation/{id}; each upload needs its own identifier.",
-                    key.0, key.1
-                ),
-            ));
+            return Err(used(&key.0, &key.1, *id));
         }
         if self.seen.contains(key) {
-            return Some(refuse(
+            return Err(refuse(
                 409,
                 format!(
                     "The identifier {}|{} appears twice in this upload; each observation needs its own.",
@@ -475,7 +435,7 @@ impl<'a> Uploader<'a> {
                 ),
             ));
         }
-        None
+        Ok(())
     }
 
     fn concept_of(&self, r: &Value) -> Result<Concept, Refusal> {
@@ -499,6 +459,7 @@ impl<'a> Uploader<'a> {
             .unwrap_or("");
         let code = codings[0].get("code").and_then(Value::as_str).unwrap_or("");
         self.concepts
+            .all()
             .iter()
             .find(|c| c.system == system && c.code == code)
             .cloned()
@@ -508,6 +469,7 @@ impl<'a> Uploader<'a> {
                     format!(
                         "Unknown code {system}|{code}. Known codes: {}.",
                         self.concepts
+                            .all()
                             .iter()
                             .map(|c| c.code.as_str())
                             .collect::<Vec<_>>()
@@ -517,15 +479,13 @@ impl<'a> Uploader<'a> {
             })
     }
 
-    fn consented(&mut self, patient_id: i64, c: &Concept) -> Result<Result<(), Refusal>, AppError> {
-        if let Some(k) = self.consent.get(&(patient_id, c.id)) {
-            return Ok(k.clone());
-        }
-        let studies = match &self.consenting {
-            Some(known) => known.get(&(patient_id, c.id)).cloned().unwrap_or_default(),
-            None => repo::consenting_studies(self.conn, patient_id, c.id)?,
-        };
-        let answer = if studies.iter().any(|(_, status)| status == "active") {
+    fn consented(&self, patient_id: i64, c: &Concept) -> Result<(), Refusal> {
+        let studies = self
+            .consenting
+            .get(&(patient_id, c.id))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if studies.iter().any(|(_, status)| status == "active") {
             Ok(())
         } else if let Some((name, status)) = studies.first() {
             Err(refuse(
@@ -537,10 +497,16 @@ impl<'a> Uploader<'a> {
                 403,
                 format!("Patient/{patient_id} has not consented to share {} ({}) in any study; the patient must consent before data is uploaded.", c.text, c.code),
             ))
-        };
-        self.consent.insert((patient_id, c.id), answer.clone());
-        Ok(answer)
+        }
     }
+}
+
+/// The refusal of an identifier that an observation already holds.
+fn used(system: &str, value: &str, id: i64) -> Refusal {
+    refuse(
+        409,
+        format!("The identifier {system}|{value} is already used by Observation/{id}; each upload needs its own identifier."),
+    )
 }
 
 fn stored(id: i64, n: NewObservation) -> Observation {

@@ -11,14 +11,13 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::repo::{Filter, Key, Order};
-use super::{omh, Concept, Observation, Wanted};
+use super::{omh, Concept, Concepts, Observation};
 use crate::audit::Audit;
 use crate::auth::CurrentUser;
 use crate::console::home::{selected_organization, OrgOption};
-use crate::console::{query_string, Console, Shell};
+use crate::console::{num, query_string, Console, Shell, PAGE_SIZES};
 use crate::db::DbConnection;
 use crate::error::AppError;
-use crate::fhir::Concepts;
 use crate::organization::Organization;
 use crate::patient::model::Patient;
 use crate::startup::AppState;
@@ -32,15 +31,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/observations/{id}", web::get().to(show));
 }
 
-pub const PAGE_SIZES: [i64; 4] = [20, 100, 500, 1000];
 /// A patient search matching more people than this asks to be narrowed.
 const MAX_PATIENT_MATCHES: i64 = 500;
 /// Points drawn on one chart at most: the newest in the range.
 pub const MAX_CHART_POINTS: i64 = 5000;
-
-fn num(v: &Option<String>) -> Option<i64> {
-    v.as_deref().and_then(|s| s.trim().parse().ok())
-}
 
 /// The viewer's time zone: the `tz` cookie that the console's script sets from the browser,
 /// else UTC.
@@ -144,6 +138,7 @@ fn resolve(
     user: &CurrentUser,
     q: &ListQuery,
     tz: Tz,
+    concepts: &Concepts,
 ) -> Result<Resolved, AppError> {
     let (org, options) = selected_organization(conn, user, num(&q.organization_id))?;
     let Some((org, _)) = org else {
@@ -159,7 +154,7 @@ fn resolve(
     };
     let studies = crate::study::repo::all_of(conn, org.id)?;
     let study = num(&q.study_id).and_then(|id| studies.iter().find(|s| s.id == id).cloned());
-    let all = super::concepts(conn)?;
+    let all = concepts.all().to_vec();
     let types: Vec<Concept> = match &study {
         Some(s) => {
             let requested: Vec<i64> = crate::study::repo::scope_requests(conn, &[s.id])?
@@ -181,8 +176,10 @@ fn resolve(
             ));
         }
     }
-    let mut wanted = Wanted {
-        organization: Some(org.id),
+    // Every part of this filter is already proved visible: the organization was offered to
+    // the caller, the study is one of its studies, a patient is checked to be linked to it.
+    let mut filter = Filter {
+        orgs: Some(vec![org.id]),
         study: study.as_ref().map(|s| s.id),
         // A data type the selector does not offer (not requested by the study, or unknown)
         // matches nothing rather than being dropped.
@@ -195,14 +192,13 @@ fn resolve(
         }),
         from: from.map(|d| local_midnight(d, tz)),
         to: to.map(|d| local_midnight(d + chrono::Duration::days(1), tz)),
-        ..Wanted::default()
+        ..Filter::default()
     };
     let mut note = None;
     let mut patient = None;
-    let mut patients = None;
     if let Some(pid) = num(&q.patient_id) {
         if crate::patient::repo::is_linked(conn, pid, org.id)? {
-            wanted.patient = Some(pid);
+            filter.patient = Some(pid);
             patient = crate::patient::repo::find(conn, pid)?;
         } else {
             note = Some("That patient is not in this organization.".to_string());
@@ -237,16 +233,10 @@ fn resolve(
             if found.len() == 1 {
                 patient = found.first().cloned();
             }
-            patients = Some(found.iter().map(|p| p.id).collect::<Vec<_>>());
+            filter.patients = Some(found.iter().map(|p| p.id).collect::<Vec<_>>());
         }
     }
-    let filter = if note.is_some() {
-        None
-    } else {
-        let mut f = super::visible_filter(conn, user, &wanted)?;
-        f.patients = patients;
-        Some(f)
-    };
+    let filter = note.is_none().then_some(filter);
     Ok(Resolved {
         org: Some(org),
         options,
@@ -340,16 +330,17 @@ async fn list(
     let before = Key::decode(q.before.trim(), order);
     let user = c.user.clone();
     let q2 = q.clone();
+    let st = state.clone();
     // A read: it takes no turn at the (SQLite) write lock. Choosing another organization
     // remembers it, a write of its own that happens only on that change.
     let (r, rows, newer, older) = state
         .db
         .run(move |conn| {
-            let r = resolve(conn, &user, &q2, tz)?;
+            let concepts = st.concepts(conn)?;
+            let r = resolve(conn, &user, &q2, tz, &concepts)?;
             let Some(f) = &r.filter else {
                 return Ok((r, Vec::new(), false, false));
             };
-            let concepts = Concepts::new(super::concepts(conn)?);
             let (list, newer, older) = match (before, after) {
                 (Some(k), _) => {
                     // Walking back towards the newest: read upwards, then show in list order.
@@ -458,6 +449,7 @@ async fn show(
     let id = id.into_inner();
     let tz = viewer_zone(&req);
     let user = c.user.clone();
+    let st = state.clone();
     let (row, concept, org_id) = state
         .db
         .tx(move |conn| {
@@ -477,7 +469,7 @@ async fn show(
                 .object("observation", o.id)
                 .org(scope.org_id())
                 .record(conn)?;
-            let concepts = Concepts::new(super::concepts(conn)?);
+            let concepts = st.concepts(conn)?;
             let concept = concepts.get(o.codeable_concept_id).cloned();
             let mut rows = rows_for(conn, vec![o], &concepts, tz)?;
             let row = rows.pop().ok_or_else(missing)?;
@@ -548,6 +540,7 @@ async fn chart(
     })?;
     let user = c.user.clone();
     let q2 = q.clone();
+    let st = state.clone();
     let (org_id, patient, types, concept, points) = state
         .db
         .run(move |conn| {
@@ -555,7 +548,7 @@ async fn chart(
                 crate::patient::authorize(conn, &user, pid, crate::organization::Role::Viewer)?;
             let patient = crate::patient::repo::find(conn, pid)?
                 .ok_or_else(|| AppError::not_found("Patient"))?;
-            let types = super::concepts(conn)?;
+            let types = st.concepts(conn)?.all().to_vec();
             let concept = types.iter().find(|c| c.code == q2.code).cloned();
             let mut points = Vec::new();
             if let Some(c) = &concept {
@@ -614,11 +607,13 @@ async fn chart(
 const EXPORT_SLICE: i64 = 1000;
 
 /// Streams every observation of the filter, a slice at a time, each slice turned into bytes.
+/// `people`: whether `render` needs the slice's patients.
 fn stream_export(
     state: &web::Data<AppState>,
     filter: Filter,
     head: String,
-    concepts: Concepts,
+    concepts: std::sync::Arc<Concepts>,
+    people: bool,
     mut render: impl FnMut(&mut Vec<u8>, &Observation, &Concepts, &HashMap<i64, Patient>)
         + Send
         + 'static,
@@ -629,31 +624,42 @@ fn stream_export(
         if !head.is_empty() && tx.send(Ok(web::Bytes::from(head))).await.is_err() {
             return;
         }
+        let filter = std::sync::Arc::new(filter);
         let mut key: Option<Key> = None;
+        // The walk is planned with the first slice and kept for the rest.
+        let mut plan: Option<Option<Vec<i64>>> = None;
         loop {
-            let f = filter.clone();
-            let k = key;
+            let (f, k, p) = (filter.clone(), key, plan.clone());
             let slice = db
                 .run(move |conn| {
-                    let rows = super::repo::page(
+                    let p = match p {
+                        Some(p) => p,
+                        None => super::repo::plan(conn, &f)?,
+                    };
+                    let rows = super::repo::page_planned(
                         conn,
                         &f,
+                        p.as_deref(),
                         Order::EffectiveAsc,
                         k.as_ref(),
                         0,
                         EXPORT_SLICE,
                     )?;
-                    let ids: Vec<i64> = rows.iter().map(|o| o.patient_id).collect();
-                    let people: HashMap<i64, Patient> =
-                        crate::patient::repo::find_many(conn, &ids)?
-                            .into_iter()
-                            .map(|p| (p.id, p))
-                            .collect();
-                    Ok((rows, people))
+                    let mut found = HashMap::new();
+                    if people {
+                        let ids: Vec<i64> = rows.iter().map(|o| o.patient_id).collect();
+                        for person in crate::patient::repo::find_many(conn, &ids)? {
+                            found.insert(person.id, person);
+                        }
+                    }
+                    Ok((rows, found, p))
                 })
                 .await;
-            let (rows, people) = match slice {
-                Ok(x) => x,
+            let (rows, found) = match slice {
+                Ok((rows, found, p)) => {
+                    plan = Some(p);
+                    (rows, found)
+                }
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
@@ -663,7 +669,7 @@ fn stream_export(
             key = Some(Order::EffectiveAsc.key_of(last));
             let mut out = Vec::with_capacity(rows.len() * 700);
             for o in &rows {
-                render(&mut out, o, &concepts, &people);
+                render(&mut out, o, &concepts, &found);
             }
             if tx.send(Ok(web::Bytes::from(out))).await.is_err() {
                 return;
@@ -685,12 +691,14 @@ async fn export_filter(
     q: ListQuery,
     tz: Tz,
     kind: &'static str,
-) -> Result<(Filter, Vec<Concept>, Concepts), AppError> {
+) -> Result<(Filter, Vec<Concept>, std::sync::Arc<Concepts>), AppError> {
     let user = c.user.clone();
+    let st = state.clone();
     state
         .db
         .tx(move |conn| {
-            let r = resolve(conn, &user, &q, tz)?;
+            let concepts = st.concepts(conn)?;
+            let r = resolve(conn, &user, &q, tz, &concepts)?;
             let org = r.org.ok_or_else(|| AppError::not_found("Organization"))?;
             let filter = match r.filter {
                 Some(f) => f,
@@ -713,7 +721,7 @@ async fn export_filter(
                 Some(id) => r.types.into_iter().filter(|c| c.id == id).collect(),
                 None => r.types,
             };
-            Ok((filter, types, Concepts::new(super::concepts(conn)?)))
+            Ok((filter, types, concepts))
         })
         .await
 }
@@ -755,6 +763,7 @@ async fn export_csv(
         filter,
         head,
         concepts,
+        true,
         move |out, o, concepts, people| {
             let mut line = String::with_capacity(256);
             let c = concepts.get(o.codeable_concept_id);
@@ -821,6 +830,7 @@ async fn export_ndjson(
         filter,
         String::new(),
         concepts,
+        false,
         |out, o, concepts, _| {
             crate::fhir::write_observation(out, o, concepts);
             out.push(b'\n');

@@ -271,36 +271,57 @@ pub fn page(
     offset: i64,
     limit: i64,
 ) -> AppResult<Vec<Observation>> {
-    if f.patient.is_none() {
-        if let Some(few) = few_patients(conn, f)? {
-            // A handful of patients in a large exchange: walking the whole order's index for
-            // their rows would take long; each patient's own index gives its first rows at
-            // once, and merging those gives the page.
-            let mut all = Vec::new();
-            for p in few {
-                let one = Filter {
-                    patient: Some(p),
-                    ..f.clone()
-                };
-                all.extend(page_sql(conn, &one, order, after, 0, offset + limit)?);
-            }
-            all.sort_by(|a, b| {
-                let (ka, kb) = (order.key_of(a), order.key_of(b));
-                let c = (ka.at, ka.id).cmp(&(kb.at, kb.id));
-                if order.descending() {
-                    c.reverse()
-                } else {
-                    c
-                }
-            });
-            return Ok(all
-                .into_iter()
-                .skip(offset.max(0) as usize)
-                .take(limit.max(0) as usize)
-                .collect());
-        }
+    let few = plan(conn, f)?;
+    page_planned(conn, f, few.as_deref(), order, after, offset, limit)
+}
+
+/// How `page_planned` walks a filter: the patients to merge one by one when they are few,
+/// else None (walk the index of the list's order). A long walk plans once.
+pub fn plan(conn: &mut DbConnection, f: &Filter) -> AppResult<Option<Vec<i64>>> {
+    if f.patient.is_some() {
+        return Ok(None);
     }
-    page_sql(conn, f, order, after, offset, limit)
+    few_patients(conn, f)
+}
+
+/// `page` along a plan made by `plan` for the same filter.
+pub fn page_planned(
+    conn: &mut DbConnection,
+    f: &Filter,
+    few: Option<&[i64]>,
+    order: Order,
+    after: Option<&Key>,
+    offset: i64,
+    limit: i64,
+) -> AppResult<Vec<Observation>> {
+    let Some(few) = few else {
+        return page_sql(conn, f, order, after, offset, limit);
+    };
+    // A handful of patients in a large exchange: walking the whole order's index for their
+    // rows would take long; each patient's own index gives its first rows at once, and
+    // merging those gives the page.
+    let mut all = Vec::new();
+    for p in few {
+        let one = Filter {
+            patient: Some(*p),
+            ..f.clone()
+        };
+        all.extend(page_sql(conn, &one, order, after, 0, offset + limit)?);
+    }
+    all.sort_by(|a, b| {
+        let (ka, kb) = (order.key_of(a), order.key_of(b));
+        let c = (ka.at, ka.id).cmp(&(kb.at, kb.id));
+        if order.descending() {
+            c.reverse()
+        } else {
+            c
+        }
+    });
+    Ok(all
+        .into_iter()
+        .skip(offset.max(0) as usize)
+        .take(limit.max(0) as usize)
+        .collect())
 }
 
 /// The patients the filter's sets allow, when they are few; None when many or unlimited.
@@ -418,22 +439,6 @@ pub fn identifiers_used(
     Ok(out)
 }
 
-/// Studies in which the patient consented to the data type: (name, status).
-pub fn consenting_studies(
-    conn: &mut DbConnection,
-    patient_id: i64,
-    concept_id: i64,
-) -> AppResult<Vec<(String, String)>> {
-    Ok(consents::table
-        .inner_join(studies::table)
-        .filter(consents::patient_id.eq(patient_id))
-        .filter(consents::codeable_concept_id.eq(concept_id))
-        .filter(consents::consented.eq(true))
-        .select((studies::name, studies::status))
-        .order(studies::id)
-        .load(conn)?)
-}
-
 /// Adds observations in one statement per thousand; rows whose identifier is already taken
 /// are skipped. Returns (system, value) → new id for the rows that went in.
 pub fn insert_many(
@@ -513,21 +518,6 @@ pub fn concepts(conn: &mut DbConnection) -> AppResult<Vec<(i64, String, String, 
             codeable_concepts::text,
         ))
         .order(codeable_concepts::id)
-        .load(conn)?)
-}
-
-/// Ids among `patient_ids` that belong to one of `orgs`.
-pub fn patients_in(
-    conn: &mut DbConnection,
-    patient_ids: &[i64],
-    orgs: &[i64],
-) -> AppResult<Vec<i64>> {
-    use crate::db::schema::patient_organizations as po;
-    Ok(po::table
-        .filter(po::patient_id.eq_any(patient_ids.to_vec()))
-        .filter(po::organization_id.eq_any(orgs.to_vec()))
-        .select(po::patient_id)
-        .distinct()
         .load(conn)?)
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::model::{Identifier, Patient, PatientInput};
 use super::repo::{self, ListFilter, Sort};
-use crate::api::{envelope, field, PageQuery};
+use crate::api::{envelope, field, id_param, PageQuery};
 use crate::audit::Audit;
 use crate::auth::CurrentUser;
 use crate::db::DbConnection;
@@ -95,16 +95,6 @@ pub fn to_json(
             organizations: orgs.remove(&p.id).unwrap_or_default(),
         })
         .collect())
-}
-
-fn id_param(v: Option<&String>, name: &str) -> Result<Option<i64>, AppError> {
-    match v.map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| AppError::invalid(name, "Use a whole-number id.")),
-    }
 }
 
 #[derive(Deserialize)]

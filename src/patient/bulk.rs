@@ -78,7 +78,7 @@ async fn bulk(
     CsrfForm(pairs): CsrfForm<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AppError> {
     let f = BulkForm::read(pairs);
-    let org_id = ListQuery::num(&f.list.organization_id).ok_or_else(|| {
+    let org_id = crate::console::num(&f.list.organization_id).ok_or_else(|| {
         AppError::BadRequest("The form did not say which organization; reload the page.".into())
     })?;
     let back = f.list.url(org_id, &[]);

@@ -13,7 +13,7 @@ use crate::audit::Audit;
 use crate::auth::pages::render_status;
 use crate::auth::CsrfForm;
 use crate::console::home::{selected_organization, OrgOption};
-use crate::console::{query_string, Console, FormErrors, Paging, Shell};
+use crate::console::{query_string, Console, FormErrors, Paging, Shell, PAGE_SIZES};
 use crate::error::AppError;
 use crate::organization::{self, Organization, Role};
 use crate::startup::AppState;
@@ -25,8 +25,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     super::record::routes(cfg);
     super::bulk::routes(cfg);
 }
-
-pub const PAGE_SIZES: [i64; 4] = [20, 100, 500, 1000];
 
 /// The list's state, all of it in the query string so a list is bookmarkable.
 #[derive(Deserialize, Default, Clone)]
@@ -68,10 +66,10 @@ impl ListQuery {
         repo::Invited::parse(&self.invited)
     }
     pub(super) fn tag_id(&self) -> Option<i64> {
-        Self::num(&self.tag)
+        crate::console::num(&self.tag)
     }
     pub fn study(&self) -> Option<i64> {
-        Self::num(&self.study_id)
+        crate::console::num(&self.study_id)
     }
     /// The filter this list applies in `org_id`; `study` is the selected study of that
     /// organization (checked by the caller) with its requested scope ids.
@@ -100,9 +98,6 @@ impl ListQuery {
             "added" => Sort::Added,
             _ => Sort::FamilyName,
         }
-    }
-    pub(super) fn num(v: &Option<String>) -> Option<i64> {
-        v.as_deref().and_then(|s| s.trim().parse().ok())
     }
     /// This list's URL with some parameters changed.
     pub fn url(&self, org: i64, changes: &[(&str, String)]) -> String {
@@ -192,10 +187,10 @@ async fn list_page(
     mut add: AddState,
 ) -> Result<ListPage, AppError> {
     let user = c.user.clone();
-    let requested = ListQuery::num(&q.organization_id);
+    let requested = crate::console::num(&q.organization_id);
     let mut paging = Paging::new(
-        ListQuery::num(&q.page),
-        ListQuery::num(&q.page_size),
+        crate::console::num(&q.page),
+        crate::console::num(&q.page_size),
         &PAGE_SIZES,
     );
     let (q2, off, lim) = (q.clone(), paging.offset(), paging.page_size);

@@ -8,7 +8,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::model::{Identifier, Patient};
-use super::pages::{org_param, ListQuery, PatientForm};
+use super::pages::{org_param, PatientForm};
 use super::repo;
 use crate::auth::pages::render_status;
 use crate::auth::{session, CsrfForm};
@@ -188,7 +188,7 @@ async fn show(
     id: web::Path<i64>,
     q: web::Query<OrgQuery>,
 ) -> Result<ShowPage, AppError> {
-    let org = ListQuery::num(&q.organization_id);
+    let org = crate::console::num(&q.organization_id);
     show_page(
         &c,
         &state,

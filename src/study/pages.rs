@@ -14,7 +14,7 @@ use crate::auth::pages::render_status;
 use crate::auth::CsrfForm;
 use crate::consent::pages::Review;
 use crate::console::home::{selected_organization, OrgOption};
-use crate::console::{query_string, Console, FormErrors, Paging, Shell};
+use crate::console::{num, query_string, Console, FormErrors, Paging, Shell, PAGE_SIZES};
 use crate::error::AppError;
 use crate::organization::{self, Organization, Role};
 use crate::patient::model::Patient;
@@ -39,12 +39,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/studies/{id}/enrol", web::post().to(enrol))
         .route("/studies/{id}/unenrol", web::post().to(unenrol))
         .route("/studies/{id}/invite", web::post().to(invite));
-}
-
-pub const PAGE_SIZES: [i64; 4] = [20, 100, 500, 1000];
-
-fn num(v: &Option<String>) -> Option<i64> {
-    v.as_deref().and_then(|s| s.trim().parse().ok())
 }
 
 #[derive(Deserialize, Default, Clone)]

@@ -86,7 +86,9 @@ fn minimal(code: &str) -> Value {
 }
 
 fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(s)
+        .expect("test data")
+        .with_timezone(&Utc)
 }
 
 fn examples_dir() -> std::path::PathBuf {
@@ -105,18 +107,22 @@ fn examples_dir() -> std::path::PathBuf {
 fn every_shared_example_validates_for_the_code_its_header_names() {
     let mut seen = 0;
     for entry in std::fs::read_dir(examples_dir()).expect("the examples directory exists") {
-        let path = entry.unwrap().path();
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let path = entry.expect("test data").path();
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("test data"))
+            .expect("test data");
         let id = &doc["header"]["schema_id"];
         let code = format!(
             "{}:{}:{}",
-            id["namespace"].as_str().unwrap(),
-            id["name"].as_str().unwrap(),
-            id["version"].as_str().unwrap()
+            id["namespace"].as_str().expect("test data"),
+            id["name"].as_str().expect("test data"),
+            id["version"].as_str().expect("test data")
         );
         assert!(is_supported(&code), "{code} from {path:?}");
         let checked = validate(&code, &doc).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-        assert_eq!(checked.uuid, doc["header"]["uuid"].as_str().unwrap());
+        assert_eq!(
+            checked.uuid,
+            doc["header"]["uuid"].as_str().expect("test data")
+        );
         assert_ne!(display_value(&code, &doc), "—", "{path:?}");
         seen += 1;
     }
@@ -126,8 +132,9 @@ fn every_shared_example_validates_for_the_code_its_header_names() {
 #[test]
 fn an_example_keeps_its_instant_in_utc() {
     let path = examples_dir().join("omh_heart-rate_2-0.json");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let checked = validate("omh:heart-rate:2.0", &doc).unwrap();
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("test data"))
+        .expect("test data");
+    let checked = validate("omh:heart-rate:2.0", &doc).expect("test data");
     assert_eq!(checked.uuid, "aaaa1234-1a2b-3c4d-5e6f-000000000004");
     assert_eq!(checked.effective_start, utc("2025-01-01T08:04:00Z"));
     assert_eq!(checked.effective_end, None);
@@ -150,7 +157,7 @@ fn an_interval_gives_start_and_end_whichever_two_parts_are_given() {
     let code = "omh:step-count:3.0";
     let with = |interval: Value| {
         let body = json!({"step_count": qty(10.0, "steps"), "effective_time_frame": {"time_interval": interval}});
-        validate(code, &point(code, body)).unwrap()
+        validate(code, &point(code, body)).expect("test data")
     };
     let start = utc("2025-01-01T10:00:00Z");
     let end = utc("2025-01-01T11:30:00Z");
@@ -171,7 +178,8 @@ fn an_interval_gives_start_and_end_whichever_two_parts_are_given() {
 
 #[test]
 fn without_a_time_frame_an_rr_interval_takes_the_source_creation_time() {
-    let checked = validate("omh:rr-interval:1.0", &minimal("omh:rr-interval:1.0")).unwrap();
+    let checked =
+        validate("omh:rr-interval:1.0", &minimal("omh:rr-interval:1.0")).expect("test data");
     assert_eq!(checked.effective_start, utc("2025-01-01T09:00:00Z"));
 }
 
@@ -184,7 +192,12 @@ fn an_omh_1_header_with_id_and_creation_time_is_accepted() {
         "schema_id": {"namespace": "omh", "name": "heart-rate", "version": "2.0"},
         "acquisition_provenance": {"source_name": "watch", "modality": "sensed"}
     });
-    assert_eq!(validate("omh:heart-rate:2.0", &doc).unwrap().uuid, UUID);
+    assert_eq!(
+        validate("omh:heart-rate:2.0", &doc)
+            .expect("test data")
+            .uuid,
+        UUID
+    );
 }
 
 #[test]
@@ -214,11 +227,16 @@ fn edited(code: &str, edits: &str) -> Value {
         let (pointer, json) = edit.split_once('=').expect("pointer = JSON");
         let (pointer, json) = (pointer.trim(), json.trim());
         let (parent, key) = pointer.rsplit_once('/').unwrap_or(("", ""));
-        match (json, doc.pointer_mut(parent).unwrap()) {
-            (_, whole) if pointer.is_empty() => *whole = serde_json::from_str(json).unwrap(),
+        match (json, doc.pointer_mut(parent).expect("test data")) {
+            (_, whole) if pointer.is_empty() => {
+                *whole = serde_json::from_str(json).expect("test data")
+            }
             ("-", Value::Object(map)) => assert!(map.remove(key).is_some(), "{pointer}"),
             (json, Value::Object(map)) => {
-                map.insert(key.to_string(), serde_json::from_str(json).unwrap());
+                map.insert(
+                    key.to_string(),
+                    serde_json::from_str(json).expect("test data"),
+                );
             }
             _ => panic!("cannot edit {pointer}"),
         }
@@ -398,7 +416,7 @@ fn display_values_read_like_a_table_cell() {
         let [code, body, expected] = row.split('|').map(str::trim).collect::<Vec<_>>()[..] else {
             panic!("bad row {row}");
         };
-        let doc = point(code, serde_json::from_str(body).unwrap());
+        let doc = point(code, serde_json::from_str(body).expect("test data"));
         assert_eq!(display_value(code, &doc), expected, "{code} {body}");
     }
     assert_eq!(display_value("omh:heart-rate:2.0", &json!(null)), "—");
@@ -542,17 +560,17 @@ fn mutations(doc: &Value) -> Vec<Value> {
     for pointer in pointers {
         for replacement in &replacements {
             let mut changed = doc.clone();
-            *changed.pointer_mut(&pointer).unwrap() = replacement.clone();
+            *changed.pointer_mut(&pointer).expect("test data") = replacement.clone();
             out.push(changed);
         }
         if let Some((parent, key)) = pointer.rsplit_once('/') {
             let mut changed = doc.clone();
-            match changed.pointer_mut(parent).unwrap() {
+            match changed.pointer_mut(parent).expect("test data") {
                 Value::Object(map) => {
                     map.remove(key);
                 }
                 Value::Array(items) => {
-                    items.remove(key.parse::<usize>().unwrap());
+                    items.remove(key.parse::<usize>().expect("test data"));
                 }
                 _ => {}
             }
@@ -596,9 +614,11 @@ fn no_mutation_of_a_data_point_makes_any_function_panic() {
             "is_main_sleep": true
         })),
     ));
-    for entry in std::fs::read_dir(examples_dir()).unwrap() {
-        let doc: Value =
-            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+    for entry in std::fs::read_dir(examples_dir()).expect("test data") {
+        let doc: Value = serde_json::from_str(
+            &std::fs::read_to_string(entry.expect("test data").path()).expect("test data"),
+        )
+        .expect("test data");
         let id = &doc["header"]["schema_id"];
         let code = format!("{}:{}:{}", id["namespace"], id["name"], id["version"]).replace('"', "");
         docs.push((code, doc));
