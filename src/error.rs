@@ -48,6 +48,20 @@ impl AppError {
         AppError::Invalid(m)
     }
 
+    /// The sentence for a flash message after a form: field messages without their field
+    /// names (the form that named them is gone).
+    pub fn flash_text(&self) -> String {
+        match self {
+            AppError::Invalid(fields) => fields
+                .values()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.to_string(),
+        }
+    }
+
     /// The sentence shown to a person.
     pub fn user_message(&self) -> String {
         match self {

@@ -76,18 +76,13 @@ impl FromRequest for CurrentUser {
                 .ok_or_else(|| AppError::internal("application state missing"))?;
             let ip = client_ip(&req);
             let user = if is_api_path(req.path()) {
-                let token = bearer(&req).ok_or_else(|| {
-                    AppError::Unauthenticated(
-                        "Authentication credentials were not provided. Send `Authorization: Bearer <token>`; create a token on your Profile page.".into(),
-                    )
-                })?;
-                let what = format!("{} {}", req.method(), req.path());
-                let (ip2, what2) = (ip.clone(), what.clone());
+                let caller = Bearer::from_req(&req)?;
+                let c2 = caller.clone();
                 let checked = state
                     .db
-                    .run(move |conn| super::token::check(conn, &token, ip2, &what2))
+                    .run(move |conn| super::token::check(conn, &c2.token, c2.ip.clone(), &c2.what))
                     .await?;
-                let (acc, token_id) = match checked {
+                match checked {
                     super::token::Check::Valid {
                         account,
                         token_id,
@@ -102,21 +97,18 @@ impl FromRequest for CurrentUser {
                         state.audit_queue.push(super::token::use_event(
                             &account,
                             token_id,
-                            ip.clone(),
-                            &what,
+                            caller.ip.clone(),
+                            &caller.what,
                         ));
-                        (account, token_id)
+                        CurrentUser::from_account(account, caller.ip, Some(token_id))
                     }
                     super::token::Check::Rejected(event) => {
                         if let Some(event) = event {
                             state.db.tx(move |conn| event.record(conn)).await?;
                         }
-                        return Err(AppError::Unauthenticated(
-                            "Invalid token: it is unknown, revoked or expired. Create a new one on your Profile page.".into(),
-                        ));
+                        return Err(AppError::Unauthenticated(BAD_TOKEN.into()));
                     }
-                };
-                CurrentUser::from_account(acc, ip, Some(token_id))
+                }
             } else {
                 let session = req.get_session();
                 let next = req
@@ -172,8 +164,9 @@ impl FromRequest for Superuser {
     }
 }
 
-/// An API caller known so far only by its token, checked inside the handler's own database
-/// call: one trip to the blocking pool instead of two, for the hottest writes (uploads).
+/// An API caller known so far only by its token. `CurrentUser` checks it at once; uploads
+/// check it inside their own database call (one trip to the blocking pool instead of two).
+#[derive(Clone)]
 pub struct Bearer {
     token: String,
     ip: Option<String>,
@@ -189,19 +182,22 @@ impl FromRequest for Bearer {
     type Future = std::future::Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(
-            bearer(req)
-                .map(|token| Bearer {
-                    token,
-                    ip: client_ip(req),
-                    what: format!("{} {}", req.method(), req.path()),
-                })
-                .ok_or_else(|| AppError::Unauthenticated(NO_TOKEN.into())),
-        )
+        std::future::ready(Bearer::from_req(req))
     }
 }
 
 impl Bearer {
+    /// The token the request presents, or the 401 that asks for one.
+    pub fn from_req(req: &HttpRequest) -> Result<Bearer, AppError> {
+        bearer(req)
+            .map(|token| Bearer {
+                token,
+                ip: client_ip(req),
+                what: format!("{} {}", req.method(), req.path()),
+            })
+            .ok_or_else(|| AppError::Unauthenticated(NO_TOKEN.into()))
+    }
+
     /// The caller, and the audit event of this use for `audit::Queue`; or the refusal, with
     /// its event already recorded (so the caller must commit, then answer 401).
     pub fn authenticate(

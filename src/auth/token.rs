@@ -5,10 +5,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::audit::Audit;
-use crate::db::schema::{api_tokens, users};
+use crate::db::schema::{api_tokens, patients, practitioners, users};
 use crate::db::DbConnection;
 use crate::error::AppResult;
-use crate::practitioner::model::Account;
+use crate::practitioner::model::{Account, User};
 use crate::util::{now, random_token, sha256_hex};
 
 /// Every Cohort token starts with this, so a leaked one is easy to recognise and scan for.
@@ -71,18 +71,34 @@ pub fn check(
     what: &str,
 ) -> AppResult<Check> {
     let t = now();
-    let found: Option<(i64, Option<NaiveDateTime>, Option<NaiveDateTime>, i64)> = api_tokens::table
+    // The token and its holder's account in one query.
+    type Found = (
+        i64,
+        Option<NaiveDateTime>,
+        Option<NaiveDateTime>,
+        crate::practitioner::repo::AccountRow,
+    );
+    let found: Option<Found> = api_tokens::table
+        .inner_join(
+            users::table
+                .left_join(practitioners::table)
+                .left_join(patients::table),
+        )
         .filter(api_tokens::token_hash.eq(sha256_hex(secret)))
         .filter(api_tokens::revoked_at.is_null())
         .select((
             api_tokens::id,
             api_tokens::expires_at,
             api_tokens::last_used_at,
-            api_tokens::user_id,
+            (
+                User::as_select(),
+                practitioners::id.nullable(),
+                patients::id.nullable(),
+            ),
         ))
         .first(conn)
         .optional()?;
-    let Some((token_id, expires_at, last_used_at, user_id)) = found else {
+    let Some((token_id, expires_at, last_used_at, row)) = found else {
         return Ok(Check::Rejected(Some(
             Audit::anonymous("token.rejected", None, ip)
                 .detail(serde_json::json!({"request": what})),
@@ -95,9 +111,7 @@ pub fn check(
                 .detail(serde_json::json!({"request": what, "reason": "expired"})),
         )));
     }
-    let Some(account) = crate::practitioner::repo::find_account(conn, user_id)? else {
-        return Ok(Check::Rejected(None));
-    };
+    let account = crate::practitioner::repo::to_account(row);
     if !account.user.is_active {
         return Ok(Check::Rejected(None));
     }

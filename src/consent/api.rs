@@ -36,10 +36,7 @@ async fn totals(
         .db
         .run(move |conn| {
             let (s, _) = study::authorize(conn, &user, id, Role::Viewer)?;
-            let requested: Vec<Scope> = study::repo::scope_requests(conn, &[s.id])?
-                .into_iter()
-                .map(|(_, sc)| sc)
-                .collect();
+            let requested: Vec<Scope> = study::repo::requested(conn, s.id)?;
             super::totals(conn, &s, &requested)
         })
         .await?;

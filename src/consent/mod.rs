@@ -117,10 +117,7 @@ pub fn record(
             study.name
         )));
     }
-    let requested: Vec<Scope> = study::repo::scope_requests(conn, &[study.id])?
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
+    let requested: Vec<Scope> = study::repo::requested(conn, study.id)?;
     let mut changed = 0;
     let mut log = Vec::new();
     for (scope_id, choice) in changes {

@@ -78,13 +78,7 @@ pub fn review(
         q.page_size.as_deref().and_then(|p| p.parse().ok()),
         &PAGE_SIZES,
     );
-    let (mut patients, total) =
-        super::repo::page(conn, s.id, filter, paging.offset(), paging.page_size)?;
-    paging.total = total;
-    if patients.is_empty() && total > 0 && paging.page > 1 {
-        paging.page = paging.pages();
-        patients = super::repo::page(conn, s.id, filter, paging.offset(), paging.page_size)?.0;
-    }
+    let patients = paging.load(|off, lim| super::repo::page(conn, s.id, filter, off, lim))?;
     let ids: Vec<i64> = patients.iter().map(|p| p.id).collect();
     let mut decided: BTreeMap<(i64, i64), (bool, NaiveDateTime)> = BTreeMap::new();
     for d in super::repo::decisions(conn, s.id, &ids)? {
@@ -196,10 +190,7 @@ async fn export(
         .db
         .tx(move |conn| {
             let (s, scope) = study::authorize(conn, &user, id, Role::Viewer)?;
-            let requested: Vec<Scope> = study::repo::scope_requests(conn, &[s.id])?
-                .into_iter()
-                .map(|(_, sc)| sc)
-                .collect();
+            let requested: Vec<Scope> = study::repo::requested(conn, s.id)?;
             let filter = super::repo::Filter {
                 only,
                 scope: scope_filter.filter(|f| requested.iter().any(|r| r.id == *f)),
@@ -392,11 +383,8 @@ async fn record(
             ),
             &format!("/studies/{id}#review"),
         )),
-        Err(AppError::Invalid(f)) => {
-            c.flash(
-                "error",
-                f.into_values().flatten().collect::<Vec<_>>().join(" "),
-            );
+        Err(e @ AppError::Invalid(_)) => {
+            c.flash("error", e.flash_text());
             Ok(crate::console::see_other(&back))
         }
         Err(AppError::BadRequest(m) | AppError::Conflict(m)) => {

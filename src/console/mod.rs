@@ -157,6 +157,20 @@ impl Paging {
     pub fn has_next(&self) -> bool {
         self.page < self.pages()
     }
+    /// Loads this page with `fetch(offset, limit) -> (rows, total)` and notes the total. A page
+    /// past the end (a stale bookmark, a list that shrank) gives the last page instead.
+    pub fn load<T>(
+        &mut self,
+        mut fetch: impl FnMut(i64, i64) -> crate::error::AppResult<(Vec<T>, i64)>,
+    ) -> crate::error::AppResult<Vec<T>> {
+        let (mut rows, total) = fetch(self.offset(), self.page_size)?;
+        self.total = total;
+        if rows.is_empty() && total > 0 && self.page > 1 {
+            self.page = self.pages();
+            rows = fetch(self.offset(), self.page_size)?.0;
+        }
+        Ok(rows)
+    }
 }
 
 /// The page sizes every console list offers.

@@ -1,7 +1,5 @@
 //! /api/v1/data_sources: the catalogue and the scope codes, JHE-compatible.
 
-use std::collections::BTreeMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
@@ -25,13 +23,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 pub fn to_json(conn: &mut DbConnection, rows: &[DataSource]) -> Result<Vec<SourceJson>, AppError> {
     let ids: Vec<i64> = rows.iter().map(|d| d.id).collect();
-    let mut scopes: BTreeMap<i64, Vec<ScopeJson>> = BTreeMap::new();
-    for (did, sc) in repo::scopes_of(conn, &ids)? {
-        scopes.entry(did).or_default().push((&sc).into());
-    }
+    let mut scopes = repo::scopes_by_source(conn, &ids)?;
     Ok(rows
         .iter()
-        .map(|d| SourceJson::new(d, scopes.remove(&d.id).unwrap_or_default()))
+        .map(|d| {
+            let supplied = scopes.remove(&d.id).unwrap_or_default();
+            SourceJson::new(d, supplied.iter().map(ScopeJson::from).collect())
+        })
         .collect())
 }
 

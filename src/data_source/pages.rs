@@ -105,17 +105,16 @@ async fn page(
         .run(|conn| {
             let (sources, _) = repo::list(conn, 0, 10_000)?;
             let ids: Vec<i64> = sources.iter().map(|d| d.id).collect();
-            let supplied = repo::scopes_of(conn, &ids)?;
-            let mut rows = Vec::new();
-            for d in sources {
-                let scopes: Vec<Scope> = supplied
-                    .iter()
-                    .filter(|(sid, _)| *sid == d.id)
-                    .map(|(_, s)| s.clone())
-                    .collect();
-                let used = repo::studies_using(conn, d.id)?;
-                rows.push((d, scopes, used));
-            }
+            let mut supplied = repo::scopes_by_source(conn, &ids)?;
+            let using = repo::studies_using_all(conn)?;
+            let rows: Vec<(DataSource, Vec<Scope>, i64)> = sources
+                .into_iter()
+                .map(|d| {
+                    let scopes = supplied.remove(&d.id).unwrap_or_default();
+                    let used = using.get(&d.id).copied().unwrap_or(0);
+                    (d, scopes, used)
+                })
+                .collect();
             Ok((rows, crate::study::repo::all_scopes(conn)?))
         })
         .await?;

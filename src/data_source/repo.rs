@@ -104,6 +104,31 @@ fn set_scopes(conn: &mut DbConnection, id: i64, scope_ids: &[i64]) -> AppResult<
     Ok(())
 }
 
+/// The scopes each of these sources supplies, by source id.
+pub fn scopes_by_source(
+    conn: &mut DbConnection,
+    ids: &[i64],
+) -> AppResult<std::collections::HashMap<i64, Vec<Scope>>> {
+    let mut out: std::collections::HashMap<i64, Vec<Scope>> = Default::default();
+    for (did, sc) in scopes_of(conn, ids)? {
+        out.entry(did).or_default().push(sc);
+    }
+    Ok(out)
+}
+
+/// How many studies accept each source that any study accepts, by source id.
+pub fn studies_using_all(
+    conn: &mut DbConnection,
+) -> AppResult<std::collections::HashMap<i64, i64>> {
+    use diesel::dsl::count_star;
+    Ok(study_data_sources::table
+        .group_by(study_data_sources::data_source_id)
+        .select((study_data_sources::data_source_id, count_star()))
+        .load::<(i64, i64)>(conn)?
+        .into_iter()
+        .collect())
+}
+
 /// How many studies accept this source.
 pub fn studies_using(conn: &mut DbConnection, id: i64) -> AppResult<i64> {
     Ok(study_data_sources::table

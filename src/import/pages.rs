@@ -498,12 +498,7 @@ async fn run(
         .await?;
     // E-mails go after the commit, so a mail failure loses no patient and no link.
     if !invitations.is_empty() {
-        let mut failed = Vec::new();
-        for issued in &invitations {
-            if let Err(why) = crate::invitation::pages::send(state, issued).await {
-                failed.push(format!("{} ({why})", issued.email));
-            }
-        }
+        let failed = crate::invitation::pages::send_all(state, &invitations).await;
         result["sent"] = (invitations.len() - failed.len()).into();
         result["notDelivered"] = failed.into();
         let text = result.to_string();

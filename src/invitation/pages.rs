@@ -35,6 +35,18 @@ pub async fn send(state: &AppState, issued: &super::Issued) -> Result<(), String
     super::deliver(&state.mail, issued).await
 }
 
+/// Sends each link in turn; "email (why)" for each that could not be delivered, in order.
+/// Called after the links are committed, so a mail failure loses no link.
+pub async fn send_all(state: &AppState, issued: &[super::Issued]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for i in issued {
+        if let Err(why) = send(state, i).await {
+            failed.push(format!("{} ({why})", i.email));
+        }
+    }
+    failed
+}
+
 async fn create(
     c: Console,
     state: web::Data<AppState>,

@@ -157,9 +157,9 @@ fn resolve(
     let all = concepts.all().to_vec();
     let types: Vec<Concept> = match &study {
         Some(s) => {
-            let requested: Vec<i64> = crate::study::repo::scope_requests(conn, &[s.id])?
-                .into_iter()
-                .map(|(_, sc)| sc.id)
+            let requested: Vec<i64> = crate::study::repo::requested(conn, s.id)?
+                .iter()
+                .map(|sc| sc.id)
                 .collect();
             all.into_iter()
                 .filter(|c| requested.contains(&c.id))

@@ -101,9 +101,9 @@ async fn bulk(
                 // As on the page: a study not of this organization (or gone) is ignored.
                 let study = match list.study().and_then(|id| crate::study::in_scope(conn, scope, id).ok()) {
                     Some(s) => {
-                        let requested = crate::study::repo::scope_requests(conn, &[s.id])?
-                            .into_iter()
-                            .map(|(_, sc)| sc.id)
+                        let requested = crate::study::repo::requested(conn, s.id)?
+                            .iter()
+                            .map(|sc| sc.id)
                             .collect();
                         Some((s.id, requested))
                     }
@@ -168,12 +168,7 @@ async fn bulk(
         Ok(Outcome::Done(message)) => Ok(c.done(message, &back)),
         Ok(Outcome::Invite(made, n)) => {
             // Sent after the links are saved, so a mail failure loses no link.
-            let mut failed = Vec::new();
-            for issued in &made {
-                if let Err(why) = crate::invitation::pages::send(&state, issued).await {
-                    failed.push(format!("{} ({why})", issued.email));
-                }
-            }
+            let failed = crate::invitation::pages::send_all(&state, &made).await;
             let sent = made.len() - failed.len();
             let mut message = format!(
                 "Issued {} of {n} selected; e-mailed {sent}.",
@@ -195,15 +190,7 @@ async fn bulk(
             Err(e)
         }
         Err(e) => {
-            c.flash(
-                "error",
-                e.user_message()
-                    .replace("tag: ", "")
-                    .replace("action: ", "")
-                    .replace("tag_id: ", "")
-                    .replace("study: ", "")
-                    .replace("patientIds: ", ""),
-            );
+            c.flash("error", e.flash_text());
             Ok(crate::console::see_other(&back))
         }
     }

@@ -188,26 +188,30 @@ async fn list_page(
 ) -> Result<ListPage, AppError> {
     let user = c.user.clone();
     let requested = crate::console::num(&q.organization_id);
-    let mut paging = Paging::new(
+    let paging = Paging::new(
         crate::console::num(&q.page),
         crate::console::num(&q.page_size),
         &PAGE_SIZES,
     );
-    let (q2, off, lim) = (q.clone(), paging.offset(), paging.page_size);
+    // The page asked for, as the audit log notes it.
+    let asked = paging.page;
+    let q2 = q.clone();
     let lookup_email =
         (add.open && !add.searched && !q.email.trim().is_empty()).then(|| q.email.clone());
     let u = user.clone();
-    let (org, options, rows, (total, off), found, tags, (studies, study)) = state
+    let (org, options, rows, paging, found, tags, (studies, study)) = state
         .db
         .run(move |conn| {
             let user = u;
+            let mut paging = paging;
             let (org, options) = selected_organization(conn, &user, requested)?;
             let Some((org, role)) = org else {
+                paging.page = 1;
                 return Ok((
                     None,
                     options,
                     Vec::new(),
-                    (0, 0),
+                    paging,
                     None,
                     Vec::new(),
                     (Vec::new(), None),
@@ -219,20 +223,15 @@ async fn list_page(
                 .study()
                 .and_then(|id| studies.iter().find(|s| s.id == id).cloned());
             let requested: Vec<i64> = match &study {
-                Some(s) => crate::study::repo::scope_requests(conn, &[s.id])?
-                    .into_iter()
-                    .map(|(_, sc)| sc.id)
+                Some(s) => crate::study::repo::requested(conn, s.id)?
+                    .iter()
+                    .map(|sc| sc.id)
                     .collect(),
                 None => Vec::new(),
             };
             let filter = q2.filter(org.id, study.as_ref().map(|s| (s.id, requested.clone())));
-            let (mut patients, total) = repo::list(conn, &filter, q2.sort(), off, lim)?;
-            // A page past the end (a stale bookmark, a list that shrank) shows the last page.
-            let mut off = off;
-            if patients.is_empty() && total > 0 && off > 0 {
-                off = (total - 1) / lim * lim;
-                patients = repo::list(conn, &filter, q2.sort(), off, lim)?.0;
-            }
+            let patients =
+                paging.load(|off, lim| repo::list(conn, &filter, q2.sort(), off, lim))?;
             let ids: Vec<i64> = patients.iter().map(|p| p.id).collect();
             let mut idents = repo::identifiers(conn, &ids)?;
             let mut tagged = tag::repo::of_patients(conn, &scope, &ids)?;
@@ -295,7 +294,7 @@ async fn list_page(
                 Some((org, role)),
                 options,
                 rows,
-                (total, off),
+                paging,
                 found,
                 tags,
                 (studies, chosen),
@@ -304,7 +303,7 @@ async fn list_page(
         .await?;
     // Reads ran outside the write lock; only the audit row takes it.
     if let Some((o, _)) = &org {
-        let (org_id, q_text, page) = (o.id, q.q.clone(), paging.page);
+        let (org_id, q_text, page) = (o.id, q.q.clone(), asked);
         state
             .db
             .tx(move |conn| {
@@ -315,8 +314,6 @@ async fn list_page(
             })
             .await?;
     }
-    paging.total = total;
-    paging.page = off / paging.page_size + 1;
     if let Some(found) = found {
         add = found;
     }

@@ -420,16 +420,8 @@ async fn add_tag(
     .await;
     match result {
         Ok((t, _)) => Ok(c.done(format!("Tagged “{}”.", t.name), &back)),
-        Err(AppError::Invalid(fields)) => {
-            c.flash(
-                "error",
-                fields
-                    .values()
-                    .flatten()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
+        Err(e @ AppError::Invalid(_)) => {
+            c.flash("error", e.flash_text());
             Ok(crate::console::see_other(&back))
         }
         Err(e) => Err(e),

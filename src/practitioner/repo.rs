@@ -8,9 +8,9 @@ use crate::db::DbConnection;
 use crate::error::AppResult;
 use crate::util::now;
 
-type AccountRow = (User, Option<i64>, Option<i64>);
+pub(crate) type AccountRow = (User, Option<i64>, Option<i64>);
 
-fn to_account((user, practitioner_id, patient_id): AccountRow) -> Account {
+pub(crate) fn to_account((user, practitioner_id, patient_id): AccountRow) -> Account {
     Account {
         user,
         practitioner_id,

@@ -113,15 +113,15 @@ pub fn to_json(conn: &mut DbConnection, studies: &[Study]) -> Result<Vec<StudyJs
     }
     let chosen = repo::data_sources_of(conn, &ids)?;
     let source_ids: Vec<i64> = chosen.iter().map(|(_, d)| d.id).collect();
-    let mut supplied: BTreeMap<i64, Vec<ScopeJson>> = BTreeMap::new();
-    for (did, sc) in crate::data_source::repo::scopes_of(conn, &source_ids)? {
-        supplied.entry(did).or_default().push((&sc).into());
-    }
+    let supplied = crate::data_source::repo::scopes_by_source(conn, &source_ids)?;
     let mut sources: BTreeMap<i64, Vec<SourceJson>> = BTreeMap::new();
     for (sid, d) in &chosen {
         sources.entry(*sid).or_default().push(SourceJson::new(
             d,
-            supplied.get(&d.id).cloned().unwrap_or_default(),
+            supplied
+                .get(&d.id)
+                .map(|scopes| scopes.iter().map(ScopeJson::from).collect())
+                .unwrap_or_default(),
         ));
     }
     let mut orgs: BTreeMap<i64, StudyOrgJson> = BTreeMap::new();
@@ -444,9 +444,9 @@ async fn scope_requests(
         .db
         .run(move |conn| {
             let (s, _) = super::authorize(conn, &user, id, Role::Viewer)?;
-            Ok(repo::scope_requests(conn, &[s.id])?
+            Ok(repo::requested(conn, s.id)?
                 .iter()
-                .map(|(_, sc)| ScopeJson::from(sc))
+                .map(ScopeJson::from)
                 .collect::<Vec<_>>())
         })
         .await?;

@@ -147,12 +147,6 @@ pub fn update(
         .record(conn)
 }
 
-/// What a delete takes: (enrolments, consent decisions); refused while observations
-/// uploaded for the study's scopes by its patients depend on it.
-pub fn delete_preview(conn: &mut DbConnection, study: &Study) -> Result<(i64, i64, i64), AppError> {
-    repo::dependents(conn, study.id)
-}
-
 pub fn delete(
     conn: &mut DbConnection,
     user: &CurrentUser,

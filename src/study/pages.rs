@@ -159,28 +159,24 @@ async fn list_page(
 ) -> Result<ListPage, AppError> {
     let user = c.user.clone();
     let requested = num(&q.organization_id);
-    let mut paging = Paging::new(num(&q.page), num(&q.page_size), &PAGE_SIZES);
-    let (q2, off, lim) = (q.clone(), paging.offset(), paging.page_size);
-    let (org, options, rows, total, off) = state
+    let paging = Paging::new(num(&q.page), num(&q.page_size), &PAGE_SIZES);
+    let q2 = q.clone();
+    let (org, options, rows, paging) = state
         .db
         .tx(move |conn| {
+            let mut paging = paging;
             let (org, options) = selected_organization(conn, &user, requested)?;
             let Some((org, role)) = org else {
-                return Ok((None, options, Vec::new(), 0, 0));
+                paging.page = 1;
+                return Ok((None, options, Vec::new(), paging));
             };
             let status = Status::parse(&q2.status);
-            let (mut studies, total) = repo::list(conn, &[org.id], &q2.q, status, off, lim)?;
-            let mut off = off;
-            if studies.is_empty() && total > 0 && off > 0 {
-                off = (total - 1) / lim * lim;
-                studies = repo::list(conn, &[org.id], &q2.q, status, off, lim)?.0;
-            }
+            let studies =
+                paging.load(|off, lim| repo::list(conn, &[org.id], &q2.q, status, off, lim))?;
             let rows = rows_for(conn, studies)?;
-            Ok((Some((org, role)), options, rows, total, off))
+            Ok((Some((org, role)), options, rows, paging))
         })
         .await?;
-    paging.total = total;
-    paging.page = off / paging.page_size + 1;
     let (org, role) = match org {
         Some((o, r)) => (Some(o), r),
         None => (None, Role::Viewer),
@@ -395,12 +391,8 @@ pub(crate) async fn show_page(
         .db
         .tx(move |conn| {
             let (s, scope) = super::authorize(conn, &user, id, Role::Viewer)?;
-            let org = organization::repo::find(conn, s.organization_id)?
-                .ok_or_else(|| AppError::not_found("Organization"))?;
-            let requested: Vec<Scope> = repo::scope_requests(conn, &[s.id])?
-                .into_iter()
-                .map(|(_, sc)| sc)
-                .collect();
+            let org = organization::repo::get(conn, &scope)?;
+            let requested: Vec<Scope> = repo::requested(conn, s.id)?;
             let other_scopes = repo::all_scopes(conn)?
                 .into_iter()
                 .filter(|a| !requested.iter().any(|r| r.id == a.id))
@@ -410,15 +402,11 @@ pub(crate) async fn show_page(
                 .map(|(_, d)| d)
                 .collect();
             let ids: Vec<i64> = chosen.iter().map(|d| d.id).collect();
-            let supplied = crate::data_source::repo::scopes_of(conn, &ids)?;
+            let mut supplied = crate::data_source::repo::scopes_by_source(conn, &ids)?;
             let sources = chosen
                 .into_iter()
                 .map(|d| {
-                    let scopes = supplied
-                        .iter()
-                        .filter(|(sid, _)| *sid == d.id)
-                        .map(|(_, sc)| sc.clone())
-                        .collect();
+                    let scopes = supplied.remove(&d.id).unwrap_or_default();
                     (d, scopes)
                 })
                 .collect::<Vec<_>>();
@@ -437,7 +425,7 @@ pub(crate) async fn show_page(
                 &st.review_totals,
             )?;
             let dependents = if q2.modal == "delete" {
-                super::delete_preview(conn, &s)?
+                repo::dependents(conn, s.id)?
             } else {
                 (0, 0, 0)
             };
@@ -794,12 +782,7 @@ async fn invite(
         Ok(made) => made,
         Err(e) => return or_flash(&c, Err(e), &back),
     };
-    let mut failed = Vec::new();
-    for issued in &made {
-        if let Err(why) = crate::invitation::pages::send(&state, issued).await {
-            failed.push(format!("{} ({why})", issued.email));
-        }
-    }
+    let failed = crate::invitation::pages::send_all(&state, &made).await;
     if failed.is_empty() {
         Ok(c.done(
             format!(

@@ -196,6 +196,14 @@ pub fn members(conn: &mut DbConnection, study_id: i64) -> AppResult<Vec<i64>> {
         .load(conn)?)
 }
 
+/// The scopes one study requests, in scope order.
+pub fn requested(conn: &mut DbConnection, study_id: i64) -> AppResult<Vec<Scope>> {
+    Ok(scope_requests(conn, &[study_id])?
+        .into_iter()
+        .map(|(_, sc)| sc)
+        .collect())
+}
+
 /// (study id, scope) for each scope these studies request, in scope order.
 pub fn scope_requests(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, Scope)>> {
     Ok(study_scope_requests::table
