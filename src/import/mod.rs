@@ -463,14 +463,12 @@ pub fn commit(
         Some(s) if !imported.is_empty() => crate::study::enrol(conn, user, scope, s, &imported)?,
         _ => 0,
     };
-    let mut invitations = Vec::new();
-    if let Some((url, days)) = &opts.invite {
-        for id in &imported {
-            invitations.push(crate::invitation::issue(
-                conn, user, scope, *id, true, url, *days,
-            )?);
+    let invitations = match &opts.invite {
+        Some((url, days)) => {
+            crate::invitation::issue_many(conn, user, scope, &imported, true, url, *days)?
         }
-    }
+        None => Vec::new(),
+    };
     let counts = serde_json::json!({
         "created": preview.new_patients(),
         "added": preview.added(),

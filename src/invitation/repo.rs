@@ -36,7 +36,7 @@ pub fn issue(
 ) -> AppResult<(Invitation, String)> {
     let t = now();
     // Only this organization's links: another organization's invitation stays open.
-    let cancelled = diesel::update(
+    diesel::update(
         invitations::table
             .filter(invitations::patient_id.eq(patient_id))
             .filter(invitations::organization_id.eq(org_id))
@@ -53,7 +53,8 @@ pub fn issue(
         .count()
         .get_result(conn)?;
     let token = random_token(32);
-    let status = if earlier > 0 || cancelled > 0 {
+    // Cancelled links still count: any earlier link makes this one a reissue.
+    let status = if earlier > 0 {
         "reissued"
     } else {
         "issued"

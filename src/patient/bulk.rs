@@ -132,16 +132,8 @@ async fn bulk(
                     format!("Tagged {} “{}” ({} had it already).", patients(added), t.name, n - added)
                 }
                 "invite" => {
-                    let (url, days) = (public_url.clone(), invitation_days);
-                    let mut made = Vec::with_capacity(ids.len());
-                    for id in &ids {
-                        // Patients of another organization are skipped, not an error for the rest.
-                        match crate::invitation::issue(conn, user, scope, *id, true, &url, days) {
-                            Ok(issued) => made.push(issued),
-                            Err(AppError::NotFound(_)) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
+                    // Patients of another organization are skipped, not an error for the rest.
+                    let made = crate::invitation::issue_many(conn, user, scope, &ids, true, &public_url, invitation_days)?;
                     return Ok(Outcome::Invite(made, n));
                 }
                 "enrol" | "unenrol" => {

@@ -769,13 +769,7 @@ async fn invite(
             ));
         }
         let enrolled = repo::enrolled_among(conn, s.id, &ids)?;
-        let mut made = Vec::with_capacity(enrolled.len());
-        for pid in enrolled {
-            made.push(crate::invitation::issue(
-                conn, user, scope, pid, true, &url, days,
-            )?);
-        }
-        Ok(made)
+        crate::invitation::issue_many(conn, user, scope, &enrolled, true, &url, days)
     })
     .await;
     let made = match r {

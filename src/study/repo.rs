@@ -382,6 +382,27 @@ pub fn studies_of_patient(conn: &mut DbConnection, patient_id: i64) -> AppResult
         .load(conn)?)
 }
 
+/// (patient, study name) for each active study of `org_id` these patients are enrolled in,
+/// each patient's studies by name.
+pub fn active_names_among(
+    conn: &mut DbConnection,
+    org_id: i64,
+    patient_ids: &[i64],
+) -> AppResult<Vec<(i64, String)>> {
+    Ok(study_patients::table
+        .inner_join(studies::table)
+        .filter(study_patients::patient_id.eq_any(patient_ids.to_vec()))
+        .filter(studies::organization_id.eq(org_id))
+        .filter(studies::status.eq("active"))
+        .select((study_patients::patient_id, studies::name))
+        .order((
+            study_patients::patient_id,
+            lower(studies::name),
+            studies::id,
+        ))
+        .load(conn)?)
+}
+
 /// (enrolled, responded) per study, from the counters the triggers keep.
 pub fn counts(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, i64, i64)>> {
     Ok(study_counts::table
