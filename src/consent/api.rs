@@ -93,7 +93,8 @@ fn consents_json(
 ) -> Result<Value, AppError> {
     let scope = crate::patient::authorize(conn, user, patient_id, Role::Viewer)?;
     let p = crate::patient::read(conn, user, &scope, patient_id)?;
-    let all = super::of_patient(conn, user, patient_id)?;
+    let (_, visible) = crate::organization::visible(conn, user)?;
+    let all = super::of_patient(conn, &visible, patient_id)?;
     let studies: Vec<study::Study> = all.iter().map(|s| s.study.clone()).collect();
     let mut described: BTreeMap<i64, study::api::StudyJson> = study::api::to_json(conn, &studies)?
         .into_iter()

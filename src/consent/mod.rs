@@ -41,13 +41,13 @@ impl StudyConsents {
     }
 }
 
-/// The consents of one patient in every study the caller may see it enrolled in.
+/// The consents of one patient in every study it is enrolled in within `visible`, the
+/// organizations the caller may see (`organization::visible`).
 pub fn of_patient(
     conn: &mut DbConnection,
-    user: &CurrentUser,
+    visible: &BTreeMap<i64, Role>,
     patient_id: i64,
 ) -> Result<Vec<StudyConsents>, AppError> {
-    let (_, visible) = organization::visible(conn, user)?;
     let studies: Vec<Study> = study::repo::studies_of_patient(conn, patient_id)?
         .into_iter()
         .filter(|s| visible.contains_key(&s.organization_id))

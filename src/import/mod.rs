@@ -218,6 +218,16 @@ pub fn check(
     table: &Table,
     today: NaiveDate,
 ) -> Result<Preview, AppError> {
+    check_known(conn, scope, table, today).map(|(p, _)| p)
+}
+
+/// `check`, also handing back what it read of the patients on record.
+fn check_known(
+    conn: &mut DbConnection,
+    scope: &OrgScope,
+    table: &Table,
+    today: NaiveDate,
+) -> Result<(Preview, Known), AppError> {
     // Checked one row at a time, so the file's text is never held twice.
     let valid: Vec<Result<ValidPatient, crate::error::FieldErrors>> = table
         .rows
@@ -277,7 +287,7 @@ pub fn check(
             outcome,
         });
     }
-    Ok(Preview { rows })
+    Ok((Preview { rows }, k))
 }
 
 fn classify(
@@ -400,7 +410,7 @@ pub fn commit(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, AppError> {
     organization::require(scope, Role::Member)?;
-    let preview = check(conn, scope, table, today)?;
+    let (preview, k) = check_known(conn, scope, table, today)?;
     let invalid = preview.invalid().len();
     if invalid > 0 && !opts.skip_invalid {
         return Err(AppError::BadRequest(format!(
@@ -433,13 +443,12 @@ pub fn commit(
                 imported.push(*id);
             }
             Ok((Action::Update(id), p)) => {
-                let current = crate::patient::repo::find(conn, *id)?
+                // What check() read of the record, in this same transaction.
+                let (_, _, birth_date, phone, held) = k
+                    .current
+                    .get(id)
                     .ok_or_else(|| AppError::not_found("Patient"))?;
-                let mut idents: Vec<(String, String)> =
-                    crate::patient::repo::identifiers(conn, &[*id])?
-                        .into_iter()
-                        .map(|i| (i.system, i.value))
-                        .collect();
+                let mut idents = held.clone();
                 for i in &p.identifiers {
                     if !idents.contains(i) {
                         idents.push(i.clone());
@@ -447,8 +456,8 @@ pub fn commit(
                 }
                 // A blank optional cell leaves what is on record.
                 let merged = ValidPatient {
-                    birth_date: p.birth_date.or(current.birth_date),
-                    phone: p.phone.clone().or(current.telecom_phone),
+                    birth_date: p.birth_date.or(*birth_date),
+                    phone: p.phone.clone().or(phone.clone()),
                     identifiers: idents,
                     ..p.clone()
                 };

@@ -54,11 +54,7 @@ pub fn issue(
         .get_result(conn)?;
     let token = random_token(32);
     // Cancelled links still count: any earlier link makes this one a reissue.
-    let status = if earlier > 0 {
-        "reissued"
-    } else {
-        "issued"
-    };
+    let status = if earlier > 0 { "reissued" } else { "issued" };
     let id: i64 = diesel::insert_into(invitations::table)
         .values((
             invitations::patient_id.eq(patient_id),

@@ -19,6 +19,13 @@ pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Organization>>
         .optional()?)
 }
 
+pub fn find_many(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Organization>> {
+    Ok(organizations::table
+        .filter(organizations::id.eq_any(ids.to_vec()))
+        .select(Organization::as_select())
+        .load(conn)?)
+}
+
 pub fn get(conn: &mut DbConnection, scope: &OrgScope) -> AppResult<Organization> {
     find(conn, scope.org_id())?.ok_or_else(|| AppError::not_found("Organization"))
 }

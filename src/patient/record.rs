@@ -118,7 +118,7 @@ async fn show_page(
                     .collect();
                 let org_tags = tag::repo::list(conn, &scope)?;
                 let invs = invitation::repo::for_patient(conn, id, scope.org_id())?;
-                let consents = crate::consent::of_patient(conn, &user, id)?;
+                let consents = crate::consent::of_patient(conn, &visible, id)?;
                 Ok((
                     scope,
                     org,

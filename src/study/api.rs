@@ -124,21 +124,20 @@ pub fn to_json(conn: &mut DbConnection, studies: &[Study]) -> Result<Vec<StudyJs
                 .unwrap_or_default(),
         ));
     }
-    let mut orgs: BTreeMap<i64, StudyOrgJson> = BTreeMap::new();
-    for s in studies {
-        if !orgs.contains_key(&s.organization_id) {
-            if let Some(o) = organization::repo::find(conn, s.organization_id)? {
-                orgs.insert(
-                    o.id,
-                    StudyOrgJson {
-                        id: o.id,
-                        name: o.name,
-                        org_type: o.org_type,
-                    },
-                );
-            }
-        }
-    }
+    let org_ids: Vec<i64> = studies.iter().map(|s| s.organization_id).collect();
+    let orgs: BTreeMap<i64, StudyOrgJson> = organization::repo::find_many(conn, &org_ids)?
+        .into_iter()
+        .map(|o| {
+            (
+                o.id,
+                StudyOrgJson {
+                    id: o.id,
+                    name: o.name,
+                    org_type: o.org_type,
+                },
+            )
+        })
+        .collect();
     Ok(studies
         .iter()
         .map(|s| StudyJson {

@@ -204,27 +204,25 @@ async fn list_page(
 /// Enrolment counts and consent completion for a page of studies, from the counters, in
 /// three queries whatever the page size.
 fn rows_for(conn: &mut crate::db::DbConnection, studies: Vec<Study>) -> Result<Vec<Row>, AppError> {
+    use std::collections::HashMap;
     let ids: Vec<i64> = studies.iter().map(|s| s.id).collect();
-    let counts = repo::counts(conn, &ids)?;
-    let requested = repo::scope_requests(conn, &ids)?;
-    let decided = crate::consent::repo::decided_of(conn, &ids)?;
+    let enrolled: HashMap<i64, i64> = repo::enrolled_counts(conn, &ids)?.into_iter().collect();
+    let mut requested: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (sid, sc) in repo::scope_requests(conn, &ids)? {
+        requested.entry(sid).or_default().push(sc.id);
+    }
+    let decided: HashMap<(i64, i64), i64> = crate::consent::repo::decided_of(conn, &ids)?
+        .into_iter()
+        .map(|(sid, scope, n)| ((sid, scope), n))
+        .collect();
     Ok(studies
         .into_iter()
         .map(|s| {
-            let enrolled = counts
+            let enrolled = enrolled.get(&s.id).copied().unwrap_or(0);
+            let scopes = requested.get(&s.id).map(Vec::as_slice).unwrap_or_default();
+            let done: i64 = scopes
                 .iter()
-                .find(|(id, _, _)| *id == s.id)
-                .map(|(_, e, _)| *e)
-                .unwrap_or(0);
-            let scopes: Vec<i64> = requested
-                .iter()
-                .filter(|(sid, _)| *sid == s.id)
-                .map(|(_, sc)| sc.id)
-                .collect();
-            let done: i64 = decided
-                .iter()
-                .filter(|(sid, scope, _)| *sid == s.id && scopes.contains(scope))
-                .map(|(_, _, n)| *n)
+                .filter_map(|scope| decided.get(&(s.id, *scope)))
                 .sum();
             let all = enrolled * scopes.len() as i64;
             Row {

@@ -403,14 +403,10 @@ pub fn active_names_among(
         .load(conn)?)
 }
 
-/// (enrolled, responded) per study, from the counters the triggers keep.
-pub fn counts(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, i64, i64)>> {
+/// Patients enrolled per study, from the counter the triggers keep.
+pub fn enrolled_counts(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, i64)>> {
     Ok(study_counts::table
         .filter(study_counts::study_id.eq_any(study_ids.to_vec()))
-        .select((
-            study_counts::study_id,
-            study_counts::enrolled,
-            study_counts::responded,
-        ))
+        .select((study_counts::study_id, study_counts::enrolled))
         .load(conn)?)
 }
