@@ -57,21 +57,8 @@ pub fn review(
     cache: &super::TotalsCache,
 ) -> Result<Review, AppError> {
     let totals = cache.totals(conn, s, requested)?;
-    // A bookmarked scope the study no longer requests reads as "all requested".
-    let chosen = q
-        .scope_id()
-        .filter(|id| requested.iter().any(|r| r.id == *id));
-    let columns: Vec<Scope> = match chosen {
-        Some(id) => requested.iter().filter(|r| r.id == id).cloned().collect(),
-        None => requested.to_vec(),
-    };
-    let filter = super::repo::Filter {
-        only: Only::parse(&q.only),
-        scope: q
-            .scope_id()
-            .filter(|id| requested.iter().any(|r| r.id == *id)),
-        requested: requested.len() as i64,
-    };
+    let filter = super::repo::Filter::new(Only::parse(&q.only), q.scope_id(), requested);
+    let columns = filter.columns(requested);
     let only = filter.only;
     let mut paging = Paging::new(
         q.page.as_deref().and_then(|p| p.parse().ok()),
@@ -191,15 +178,8 @@ async fn export(
         .tx(move |conn| {
             let (s, scope) = study::authorize(conn, &user, id, Role::Viewer)?;
             let requested: Vec<Scope> = study::repo::requested(conn, s.id)?;
-            let filter = super::repo::Filter {
-                only,
-                scope: scope_filter.filter(|f| requested.iter().any(|r| r.id == *f)),
-                requested: requested.len() as i64,
-            };
-            let requested: Vec<Scope> = requested
-                .into_iter()
-                .filter(|sc| filter.scope.is_none_or(|f| f == sc.id))
-                .collect();
+            let filter = super::repo::Filter::new(only, scope_filter, &requested);
+            let requested = filter.columns(&requested);
             Audit::by(&user, "consent.export")
                 .object("study", s.id)
                 .org(scope.org_id())

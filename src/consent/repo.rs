@@ -9,6 +9,7 @@ use crate::db::DbConnection;
 use crate::db::MultiBackend;
 use crate::error::AppResult;
 use crate::patient::model::Patient;
+use crate::study::Scope;
 use crate::util::now;
 
 /// One decision: (patient id, scope id, consented, when).
@@ -202,6 +203,27 @@ pub struct Filter {
     pub scope: Option<i64>,
     /// How many scopes the study requests.
     pub requested: i64,
+}
+
+impl Filter {
+    /// A filter over the study's `requested` scopes. A scope it does not request (a stale
+    /// bookmark) reads as all of them.
+    pub fn new(only: Only, scope: Option<i64>, requested: &[Scope]) -> Filter {
+        Filter {
+            only,
+            scope: scope.filter(|id| requested.iter().any(|r| r.id == *id)),
+            requested: requested.len() as i64,
+        }
+    }
+
+    /// The scopes this filter shows: the one chosen, or every requested one.
+    pub fn columns(&self, requested: &[Scope]) -> Vec<Scope> {
+        requested
+            .iter()
+            .filter(|sc| self.scope.is_none_or(|f| f == sc.id))
+            .cloned()
+            .collect()
+    }
 }
 
 type Enrolments = study_patients::BoxedQuery<'static, MultiBackend>;

@@ -351,11 +351,7 @@ async fn patients(
         .db
         .tx(move |conn| {
             let (s, scope) = super::authorize(conn, &user, id, Role::Viewer)?;
-            let all = crate::consent::repo::Filter {
-                only: crate::consent::Only::All,
-                scope: None,
-                requested: 0,
-            };
+            let all = crate::consent::repo::Filter::new(crate::consent::Only::All, None, &[]);
             let (rows, count) =
                 crate::consent::repo::page(conn, s.id, all, (page - 1) * size, size)?;
             crate::audit::Audit::by(&user, "study.patients.list")
