@@ -18,6 +18,7 @@ pub mod mail;
 pub mod observation;
 pub mod organization;
 pub mod patient;
+pub mod portal;
 pub mod practitioner;
 pub mod profile;
 pub mod startup;

@@ -277,6 +277,9 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                 web::scope("/api/v1")
                     .configure(practitioner::api::routes)
                     .configure(organization::api::routes)
+                    // Before the patient routes: patients/me is not an id.
+                    .configure(crate::portal::api::routes)
+                    .configure(crate::portal::oauth::api_routes)
                     .configure(patient::api::routes)
                     .configure(invitation::api::routes)
                     .configure(study::api::routes)
@@ -286,6 +289,7 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .default_service(web::to(errors::api_not_found)),
             )
             .service(web::scope("/FHIR/R5").configure(crate::fhir::routes))
+            .configure(crate::portal::oauth::routes)
             .service(
                 web::scope("")
                     .wrap(ErrorHandlers::new().default_handler(errors::html_error))
@@ -297,6 +301,8 @@ fn server(listener: TcpListener, state: web::Data<AppState>) -> Result<Server, S
                     .configure(crate::import::pages::routes)
                     .configure(patient::pages::routes)
                     .configure(invitation::pages::routes)
+                    .configure(crate::portal::pages::routes)
+                    .configure(crate::portal::console::routes)
                     .configure(study::pages::routes)
                     .configure(consent::pages::routes)
                     .configure(data_source::pages::routes)

@@ -63,7 +63,7 @@ on_both_backends!(
         }
         let (status, text) = landing(&app, &first).await;
         assert_eq!(status, 200);
-        assert!(text.contains("North Clinic invites you"), "{text}");
+        assert!(text.contains("Your invitation from North Clinic"), "{text}");
 
         // A second link cancels the first.
         let res = app

@@ -39,6 +39,49 @@ impl CurrentUser {
     pub fn id(&self) -> i64 {
         self.user.id
     }
+
+    /// The patient this caller is, when it is a patient acting for itself (a patient app's
+    /// token) rather than a practitioner.
+    pub fn own_patient(&self) -> Option<i64> {
+        self.patient_id.filter(|_| self.practitioner_id.is_none())
+    }
+}
+
+/// What a patient's own token may call: its own records, nothing about anyone else.
+pub fn patient_may(path: &str) -> bool {
+    const EXACT: [&str; 5] = [
+        "/api/v1/users/profile",
+        "/api/v1/patients/me",
+        "/api/v1/observations",
+        "/FHIR/R5",
+        "/FHIR/R5/metadata",
+    ];
+    if EXACT.contains(&path) || path.starts_with("/api/v1/patients/me/") {
+        return true;
+    }
+    if let Some(rest) = path.strip_prefix("/api/v1/patients/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return parts.len() == 2 && parts[1] == "consents";
+    }
+    if let Some(rest) = path.strip_prefix("/FHIR/R5/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return match parts.as_slice() {
+            ["Observation"] | ["Observation", _] | ["Device"] | ["Device", _] => true,
+            ["Patient", _] => true,
+            _ => false,
+        };
+    }
+    false
+}
+
+const PATIENT_ONLY: &str = "A patient's token reaches only that patient's own records: /api/v1/patients/me (with its consents and update requests), its observations, FHIR Observation, Patient/<its id> and Device.";
+
+/// Refuses a patient's token outside `patient_may`.
+fn limit_patient(user: &CurrentUser, path: &str) -> Result<(), AppError> {
+    if user.own_patient().is_some() && !patient_may(path) {
+        return Err(AppError::Forbidden(PATIENT_ONLY.into()));
+    }
+    Ok(())
 }
 
 /// Paths whose callers present tokens rather than cookies.
@@ -100,7 +143,9 @@ impl FromRequest for CurrentUser {
                             caller.ip.clone(),
                             &caller.what,
                         ));
-                        CurrentUser::from_account(account, caller.ip, Some(token_id))
+                        let user = CurrentUser::from_account(account, caller.ip, Some(token_id));
+                        limit_patient(&user, req.path())?;
+                        user
                     }
                     super::token::Check::Rejected(event) => {
                         if let Some(event) = event {
@@ -171,6 +216,7 @@ pub struct Bearer {
     token: String,
     ip: Option<String>,
     what: String,
+    path: String,
 }
 
 const NO_TOKEN: &str = "Authentication credentials were not provided. Send `Authorization: Bearer <token>`; create a token on your Profile page.";
@@ -194,6 +240,7 @@ impl Bearer {
                 token,
                 ip: client_ip(req),
                 what: format!("{} {}", req.method(), req.path()),
+                path: req.path().to_string(),
             })
             .ok_or_else(|| AppError::Unauthenticated(NO_TOKEN.into()))
     }
@@ -215,10 +262,11 @@ impl Bearer {
                 }
                 let event =
                     super::token::use_event(&account, token_id, self.ip.clone(), &self.what);
-                Ok(Ok((
-                    CurrentUser::from_account(account, self.ip.clone(), Some(token_id)),
-                    event,
-                )))
+                let user = CurrentUser::from_account(account, self.ip.clone(), Some(token_id));
+                if let Err(e) = limit_patient(&user, &self.path) {
+                    return Ok(Err(e));
+                }
+                Ok(Ok((user, event)))
             }
             super::token::Check::Rejected(event) => {
                 if let Some(event) = event {

@@ -10,4 +10,4 @@ pub mod session;
 pub mod token;
 
 pub use csrf::CsrfForm;
-pub use extract::{Bearer, CurrentUser, Superuser};
+pub use extract::{client_ip, Bearer, CurrentUser, Superuser};

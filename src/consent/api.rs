@@ -91,9 +91,20 @@ fn consents_json(
     user: &CurrentUser,
     patient_id: i64,
 ) -> Result<Value, AppError> {
-    let scope = crate::patient::authorize(conn, user, patient_id, Role::Viewer)?;
-    let p = crate::patient::read(conn, user, &scope, patient_id)?;
-    let (_, visible) = crate::organization::visible(conn, user)?;
+    let (p, visible) = if user.own_patient() == Some(patient_id) {
+        // A patient reading its own consents: every organization that holds it.
+        let p = crate::patient::repo::find(conn, patient_id)?
+            .ok_or_else(|| AppError::not_found("Patient"))?;
+        let visible: BTreeMap<i64, Role> = crate::patient::repo::org_ids_of(conn, patient_id)?
+            .into_iter()
+            .map(|o| (o, Role::Viewer))
+            .collect();
+        (p, visible)
+    } else {
+        let scope = crate::patient::authorize(conn, user, patient_id, Role::Viewer)?;
+        let p = crate::patient::read(conn, user, &scope, patient_id)?;
+        (p, crate::organization::visible(conn, user)?.1)
+    };
     let all = super::of_patient(conn, &visible, patient_id)?;
     let studies: Vec<study::Study> = all.iter().map(|s| s.study.clone()).collect();
     let mut described: BTreeMap<i64, study::api::StudyJson> = study::api::to_json(conn, &studies)?
@@ -152,12 +163,12 @@ fn consents_json(
     }))
 }
 
-async fn show(
+pub(crate) async fn show(
     user: CurrentUser,
     state: web::Data<AppState>,
-    id: web::Path<i64>,
+    id: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
+    let id = crate::portal::api::patient_ref(&user, &id)?;
     let json = state
         .db
         .tx(move |conn| consents_json(conn, &user, id))
@@ -210,6 +221,37 @@ fn wanted(body: &Value, clearing: bool) -> Result<Wanted, AppError> {
         .collect()
 }
 
+/// A patient's own decisions through its app: the patient is the actor, and no reason is
+/// asked (the decision is theirs, not recorded on their behalf).
+fn apply_own(
+    conn: &mut DbConnection,
+    user: &CurrentUser,
+    patient_id: i64,
+    wanted: &Wanted,
+) -> Result<(), AppError> {
+    let patient = crate::patient::repo::find(conn, patient_id)?
+        .ok_or_else(|| AppError::not_found("Patient"))?;
+    let mut changes = Vec::new();
+    for (study_id, scopes) in wanted {
+        for (system, code, consented) in scopes {
+            let sc = study::repo::find_scope_by_code(conn, system.as_deref(), code)?
+                .ok_or_else(|| {
+                    AppError::BadRequest(format!(
+                        "{code} is not a known scope; GET /api/v1/data_sources/all_scopes lists them."
+                    ))
+                })?;
+            changes.push((*study_id, sc.id, *consented));
+        }
+    }
+    let via = crate::portal::Via {
+        channel: "app",
+        ip: user.ip.clone(),
+        token_id: user.token_id,
+    };
+    crate::portal::decide(conn, &patient, None, &changes, &via)?;
+    Ok(())
+}
+
 /// Applies the body to each study, all in one transaction: one bad entry changes nothing.
 fn apply(
     conn: &mut DbConnection,
@@ -242,38 +284,45 @@ fn reason_of(body: &Value) -> String {
         .to_string()
 }
 
-async fn record(
+pub(crate) async fn record(
     user: CurrentUser,
     state: web::Data<AppState>,
-    id: web::Path<i64>,
+    id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
+    let id = crate::portal::api::patient_ref(&user, &id)?;
     let w = wanted(&body, false)?;
     let reason = reason_of(&body);
     let json = state
         .db
         .tx(move |conn| {
-            crate::patient::authorize(conn, &user, id, Role::Viewer)?;
-            apply(conn, &user, id, &w, &reason)?;
+            if user.own_patient() == Some(id) {
+                apply_own(conn, &user, id, &w)?;
+            } else {
+                crate::patient::authorize(conn, &user, id, Role::Viewer)?;
+                apply(conn, &user, id, &w, &reason)?;
+            }
             consents_json(conn, &user, id)
         })
         .await?;
     Ok(HttpResponse::Ok().json(json))
 }
 
-async fn clear(
+pub(crate) async fn clear(
     user: CurrentUser,
     state: web::Data<AppState>,
-    id: web::Path<i64>,
+    id: web::Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, AppError> {
-    let id = id.into_inner();
+    let id = crate::portal::api::patient_ref(&user, &id)?;
     let w = wanted(&body, true)?;
     let reason = reason_of(&body);
     state
         .db
         .tx(move |conn| {
+            if user.own_patient() == Some(id) {
+                return apply_own(conn, &user, id, &w);
+            }
             crate::patient::authorize(conn, &user, id, Role::Viewer)?;
             apply(conn, &user, id, &w, &reason)
         })

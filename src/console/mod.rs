@@ -212,6 +212,13 @@ impl FormErrors {
         self.fields.is_empty() && self.form.is_empty()
     }
 
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.fields
+            .entry(field.to_string())
+            .or_default()
+            .push(message.into());
+    }
+
     /// Turns a domain error into messages for the form: field errors beside their fields,
     /// a refusal or conflict as the form's message. Anything else stays an error.
     pub fn from_error(e: AppError) -> Result<FormErrors, AppError> {

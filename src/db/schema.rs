@@ -302,6 +302,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oauth_grants (id) {
+        id -> BigInt,
+        kind -> Text,
+        secret_hash -> Text,
+        client_id -> BigInt,
+        user_id -> BigInt,
+        invitation_id -> Nullable<BigInt>,
+        code_challenge -> Nullable<Text>,
+        redirect_uri -> Text,
+        api_token_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    update_requests (id) {
+        id -> BigInt,
+        study_id -> BigInt,
+        patient_id -> BigInt,
+        requested_by_user_id -> Nullable<BigInt>,
+        outcome -> Text,
+        created_at -> Timestamp,
+        seen_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(practitioners -> users (user_id));
 diesel::joinable!(practitioner_organizations -> practitioners (practitioner_id));
 diesel::joinable!(practitioner_organizations -> organizations (organization_id));
@@ -334,6 +363,8 @@ diesel::joinable!(invitations -> patients (patient_id));
 diesel::joinable!(invitations -> organizations (organization_id));
 diesel::joinable!(invitations -> clients (client_id));
 diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(update_requests -> studies (study_id));
+diesel::joinable!(oauth_grants -> clients (client_id));
 diesel::joinable!(sign_in_tokens -> users (user_id));
 
 diesel::table! {
@@ -401,4 +432,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     patient_search_terms,
     organization_patient_counts,
     imports,
+    oauth_grants,
+    update_requests,
 );

@@ -27,6 +27,12 @@ async fn create(
     let send_email = field(&body, "sendEmail", "send_email")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    // The app the link leads to, by number or by its OAuth client_id; Cohort's page if none.
+    let client_key = field(&body, "clientId", "client_id").and_then(|v| match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        _ => None,
+    });
     let (url, days) = (
         state.config.public_url.clone(),
         state.config.invitation_days,
@@ -35,7 +41,16 @@ async fn create(
         .db
         .tx(move |conn| {
             let scope = crate::patient::authorize(conn, &user, patient_id, Role::Member)?;
-            super::issue(conn, &user, &scope, patient_id, send_email, &url, days)
+            let client = match &client_key {
+                Some(k) => Some(crate::portal::oauth::find_client_by(conn, k)?.ok_or_else(|| {
+                    AppError::invalid(
+                        "client_id",
+                        format!("No app is registered as {k}; a superuser registers apps on the Apps page."),
+                    )
+                })?),
+                None => None,
+            };
+            super::issue(conn, &user, &scope, patient_id, send_email, &url, days, client.as_ref())
         })
         .await?;
     let email_error = if send_email {

@@ -48,6 +48,8 @@ pub struct Issued {
     pub studies: Vec<String>,
 }
 
+/// A new link for one patient; `client` is the app it leads to (Cohort's own page when None).
+#[allow(clippy::too_many_arguments)]
 pub fn issue(
     conn: &mut DbConnection,
     user: &CurrentUser,
@@ -56,15 +58,15 @@ pub fn issue(
     send_email: bool,
     public_url: &str,
     days: i64,
+    client: Option<&crate::portal::oauth::Client>,
 ) -> Result<Issued, AppError> {
-    issue_many(
+    issue_batch(
         conn,
         user,
         scope,
         &[patient_id],
-        send_email,
-        public_url,
-        days,
+        (send_email, public_url, days),
+        client,
     )?
     .pop()
     .ok_or_else(|| AppError::not_found("Patient"))
@@ -82,7 +84,26 @@ pub fn issue_many(
     public_url: &str,
     days: i64,
 ) -> Result<Vec<Issued>, AppError> {
+    issue_batch(
+        conn,
+        user,
+        scope,
+        patient_ids,
+        (send_email, public_url, days),
+        None,
+    )
+}
+
+fn issue_batch(
+    conn: &mut DbConnection,
+    user: &CurrentUser,
+    scope: &OrgScope,
+    patient_ids: &[i64],
+    (send_email, public_url, days): (bool, &str, i64),
+    client: Option<&crate::portal::oauth::Client>,
+) -> Result<Vec<Issued>, AppError> {
     organization::require(scope, Role::Member)?;
+    let client = client.filter(|c| !c.is_default());
     let org = organization::repo::get(conn, scope)?;
     let mut out = Vec::with_capacity(patient_ids.len());
     for chunk in patient_ids.chunks(1000) {
@@ -110,17 +131,21 @@ pub fn issue_many(
                 conn,
                 *patient_id,
                 scope.org_id(),
-                user.id(),
+                Some(user.id()),
                 send_email,
                 days,
+                client.map(|c| c.id),
             )?;
             Audit::by(user, "invitation.issue")
                 .object("patient", patient_id)
                 .org(scope.org_id())
-                .detail(serde_json::json!({"invitation": inv.id, "status": inv.status, "email": send_email}))
+                .detail(serde_json::json!({"invitation": inv.id, "status": inv.status, "email": send_email, "client": client.map(|c| c.client_id.clone())}))
                 .record(conn)?;
             out.push(Issued {
-                link: link(public_url, &token),
+                link: match client {
+                    Some(c) => c.link(public_url, &token),
+                    None => link(public_url, &token),
+                },
                 invitation: inv,
                 email: p.telecom_email.clone(),
                 patient_name: format!("{} {}", p.name_given, p.name_family),

@@ -1,23 +1,17 @@
 //! Invitations in the console (issue, e-mail, show once with a QR code) and the page a link
 //! leads to.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use askama::Template;
-use askama_web::WebTemplate;
 use serde::Deserialize;
 
-use super::repo;
-use crate::auth::pages::render_status;
 use crate::auth::{session, CsrfForm};
-use crate::console::{Console, Shell, Visitor};
+use crate::console::Console;
 use crate::error::AppError;
 use crate::organization::{self, Role};
 use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/patients/{id}/invitations", web::post().to(create))
-        .route("/invite/{token}", web::get().to(landing));
+    cfg.route("/patients/{id}/invitations", web::post().to(create));
 }
 
 /// Session key for a link just made: shown once on the patient's page.
@@ -68,7 +62,7 @@ async fn create(
         &user,
         org_id,
         Role::Member,
-        move |conn, user, scope| super::issue(conn, user, scope, id, send_email, &url, days),
+        move |conn, user, scope| super::issue(conn, user, scope, id, send_email, &url, days, None),
     )
     .await?;
     session::put(&c.session, NEW_LINK, &(id, issued.link.clone()));
@@ -91,53 +85,5 @@ async fn create(
     Ok(c.done(
         "Issued a new invitation link. Copy it or print its QR code below.",
         &back,
-    ))
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "invitation/landing.html")]
-struct Landing {
-    shell: Shell,
-    heading: String,
-    message: String,
-    valid: bool,
-}
-
-async fn landing(
-    v: Visitor,
-    state: web::Data<AppState>,
-    token: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
-    let token = token.into_inner();
-    let found = state
-        .db
-        .run(move |conn| {
-            let Some(inv) = repo::find_by_token(conn, &token)? else {
-                return Ok(None);
-            };
-            let org = organization::repo::find(conn, inv.organization_id)?
-                .map(|o| o.name)
-                .unwrap_or_default();
-            Ok(Some((inv, org)))
-        })
-        .await?;
-    let now = crate::util::now();
-    let (status, heading, message, valid) = match found {
-        None => (StatusCode::NOT_FOUND, "This link is not valid".to_string(), "Check that you opened the whole link from your invitation. If it still does not work, ask the organization that invited you for a new one.".to_string(), false),
-        Some((inv, org)) => match super::status(&inv, now) {
-            "expired" => (StatusCode::GONE, "This link has expired".into(), format!("This link expired on {}; ask {org} for a new one.", inv.expires_at.format("%Y-%m-%d")), false),
-            "cancelled" => (StatusCode::GONE, "This link was replaced".into(), format!("{org} sent you a newer link; use the most recent invitation you received."), false),
-            "redeemed" => (StatusCode::CONFLICT, "This link was already used".into(), format!("Each link works once. If you need to change your answers, ask {org} for a new link."), false),
-            _ => (StatusCode::OK, format!("An invitation from {org}"), format!("{org} invites you to take part in its research studies through Cohort. This link is personal and works until {}. Answering on this page is not open yet: keep the link, and {org} will tell you when it is.", inv.expires_at.format("%Y-%m-%d")), true),
-        },
-    };
-    Ok(render_status(
-        status,
-        Landing {
-            shell: v.shell(heading.clone()),
-            heading,
-            message,
-            valid,
-        },
     ))
 }

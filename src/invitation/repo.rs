@@ -30,9 +30,10 @@ pub fn issue(
     conn: &mut DbConnection,
     patient_id: i64,
     org_id: i64,
-    created_by: i64,
+    created_by: Option<i64>,
     send_email: bool,
     days: i64,
+    client_id: Option<i64>,
 ) -> AppResult<(Invitation, String)> {
     let t = now();
     // Only this organization's links: another organization's invitation stays open.
@@ -62,7 +63,8 @@ pub fn issue(
             invitations::token_hash.eq(sha256_hex(&token)),
             invitations::status.eq(status),
             invitations::send_email.eq(send_email),
-            invitations::created_by_user_id.eq(Some(created_by)),
+            invitations::client_id.eq(client_id),
+            invitations::created_by_user_id.eq(created_by),
             invitations::created_at.eq(t),
             invitations::expires_at.eq(t + Duration::days(days)),
             invitations::last_updated.eq(t),

@@ -64,12 +64,16 @@ pub fn to_json(
         idents.entry(i.patient_id).or_default().push(i);
     }
     let (_, visible) = organization::visible(conn, user)?;
+    // A patient sees its own organizations, with no role in them.
+    let own = user.own_patient();
     let mut orgs: BTreeMap<i64, Vec<OrgJson>> = BTreeMap::new();
     for (pid, org, _) in repo::organizations_of(conn, &ids)? {
         if let Some(role) = visible.get(&org.id) {
             orgs.entry(pid)
                 .or_default()
                 .push(OrgJson::new(&org, Some(*role)));
+        } else if own == Some(pid) {
+            orgs.entry(pid).or_default().push(OrgJson::new(&org, None));
         }
     }
     Ok(patients

@@ -520,7 +520,7 @@ async fn create(
             // The link is saved with the patient; the e-mail goes after the commit.
             let issued = match invite {
                 Some((url, days)) => Some(crate::invitation::issue(
-                    conn, user, scope, id, true, &url, days,
+                    conn, user, scope, id, true, &url, days, None,
                 )?),
                 None => None,
             };

@@ -76,6 +76,16 @@ impl ShowPage {
     fn any_decided(&self) -> bool {
         self.consents.iter().any(|s| !s.decided().is_empty())
     }
+    /// The patient's active studies in this organization: those that can ask for data.
+    fn active_studies(&self) -> Vec<&crate::study::Study> {
+        self.consents
+            .iter()
+            .map(|s| &s.study)
+            .filter(|s| {
+                s.organization_id == self.org.id && s.status() == crate::study::Status::Active
+            })
+            .collect()
+    }
 }
 
 async fn show_page(

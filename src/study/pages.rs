@@ -358,6 +358,9 @@ pub struct ShowPage {
     matches: Vec<(Patient, bool)>,
     close_url: String,
     page_sizes: [i64; 4],
+    /// The study's open sign-up link, and the personal one just made (external id, link).
+    signup_link: String,
+    personal_link: Option<(String, String)>,
 }
 
 impl ShowPage {
@@ -450,10 +453,23 @@ pub(crate) async fn show_page(
                 dependents,
                 matches,
                 page_sizes: PAGE_SIZES,
+                signup_link: crate::portal::signup::link(
+                    &st.config.public_url,
+                    st.secret(),
+                    id,
+                    None,
+                ),
+                personal_link: None,
             })
         })
         .await?;
     page.shell.title = page.s.name.clone();
+    page.personal_link = crate::auth::session::take::<(i64, String, String)>(
+        &c.session,
+        crate::portal::console::NEW_SIGNUP_LINK,
+    )
+    .filter(|(sid, _, _)| *sid == id)
+    .map(|(_, r, l)| (r, l));
     Ok(page)
 }
 
