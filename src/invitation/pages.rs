@@ -22,6 +22,9 @@ struct InviteForm {
     #[serde(default)]
     organization_id: String,
     send_email: Option<String>,
+    /// The registered app the link leads to; Cohort's page when absent.
+    #[serde(default)]
+    client_id: String,
 }
 
 /// Sends the invitation e-mail; the error is said in words a practitioner can act on.
@@ -52,6 +55,7 @@ async fn create(
         AppError::BadRequest("The form did not say which organization; reload the page.".into())
     })?;
     let send_email = f.send_email.is_some();
+    let client_key = f.client_id.trim().to_string();
     let (user, url, days) = (
         c.user.clone(),
         state.config.public_url.clone(),
@@ -62,7 +66,15 @@ async fn create(
         &user,
         org_id,
         Role::Member,
-        move |conn, user, scope| super::issue(conn, user, scope, id, send_email, &url, days, None),
+        move |conn, user, scope| {
+            let client = match client_key.parse::<i64>() {
+                Ok(cid) => Some(crate::portal::oauth::find_client(conn, cid)?.ok_or_else(|| {
+                    AppError::BadRequest("That app is no longer registered; reload the page.".into())
+                })?),
+                Err(_) => None,
+            };
+            super::issue(conn, user, scope, id, send_email, &url, days, client.as_ref())
+        },
     )
     .await?;
     session::put(&c.session, NEW_LINK, &(id, issued.link.clone()));

@@ -67,6 +67,8 @@ pub struct ShowPage {
     new_link: Option<(String, String)>,
     /// The patient's studies the practitioner may see, with the decision per requested scope.
     consents: Vec<crate::consent::StudyConsents>,
+    /// Registered apps an invitation can lead to: (id, name, is Cohort's own page).
+    apps: Vec<(i64, String, bool)>,
 }
 
 impl ShowPage {
@@ -98,7 +100,7 @@ async fn show_page(
     errors: FormErrors,
 ) -> Result<ShowPage, AppError> {
     let user = c.user.clone();
-    let (scope, org, p, identifiers, organizations, removal, (tags, org_tags, invs, consents)) =
+    let (scope, org, p, identifiers, organizations, removal, (tags, org_tags, invs, consents, apps)) =
         state
             .db
             .tx(move |conn| {
@@ -129,6 +131,7 @@ async fn show_page(
                 let org_tags = tag::repo::list(conn, &scope)?;
                 let invs = invitation::repo::for_patient(conn, id, scope.org_id())?;
                 let consents = crate::consent::of_patient(conn, &visible, id)?;
+                let apps = crate::portal::oauth::clients(conn)?;
                 Ok((
                     scope,
                     org,
@@ -136,7 +139,7 @@ async fn show_page(
                     identifiers,
                     organizations,
                     removal,
-                    (tags, org_tags, invs, consents),
+                    (tags, org_tags, invs, consents, apps),
                 ))
             })
             .await?;
@@ -175,6 +178,11 @@ async fn show_page(
             })
             .collect(),
         new_link,
+        apps: apps
+            .into_iter()
+            .map(|a| (a.id, a.is_default(), a.name))
+            .map(|(id, own, name)| (id, name, own))
+            .collect(),
     })
 }
 

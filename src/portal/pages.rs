@@ -724,7 +724,7 @@ async fn join(
                 &session,
                 "success",
                 format!(
-                    "{} {}",
+                    "{}. {}",
                     fill(t.joined_title, &vals),
                     fill(t.joined_new, &vals)
                 ),

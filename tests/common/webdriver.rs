@@ -232,6 +232,17 @@ impl Browser {
         .unwrap_or_else(|e| panic!("grant {name}: {e}"));
     }
 
+    /// Resizes the browser window (W3C Set Window Rect), such as to a phone's 390 × 844.
+    pub async fn set_window_size(&self, width: i64, height: i64) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("window size {width}x{height}: {e}"));
+    }
+
     /// Runs an async script; it calls `arguments[0](value)` to answer.
     pub async fn execute_async(&self, script: &str) -> Value {
         self.call(
