@@ -80,6 +80,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--binary", default="target/release/cohort")
     args = ap.parse_args()
+    args.binary = os.path.abspath(args.binary)
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install wrk")
     data = tempfile.mkdtemp(prefix="cohort-bench-portal-")
@@ -131,7 +132,8 @@ def main():
         print(f"[{args.backend}] invitation page TTFB, one at a time: median {median:.2f} ms, p99 {p99:.2f} ms")
         print(f"[{args.backend}] invitation page, 4 connections: {rps:,.0f} req/s, p99 {wrk_p99:.2f} ms, non-2xx {bad}")
         for label, (total, n, foreign, parts) in (("before answering", before), ("after answering", after)):
-            detail = ", ".join(f"{p.split('?')[0].rsplit('/', 1)[-1] or 'page'} {b:,}" for p, b in parts)
+            detail = ", ".join(f"{'page' if i == 0 else p.split('?')[0].rsplit('/', 1)[-1]} {b:,}"
+                               for i, (p, b) in enumerate(parts))
             print(f"[{args.backend}] page weight {label}: {total:,} bytes in {n} requests ({detail}); "
                   f"third-party requests: {len(foreign)}")
             if total >= 50_000 or foreign:

@@ -68,12 +68,25 @@ async fn create(
         Role::Member,
         move |conn, user, scope| {
             let client = match client_key.parse::<i64>() {
-                Ok(cid) => Some(crate::portal::oauth::find_client(conn, cid)?.ok_or_else(|| {
-                    AppError::BadRequest("That app is no longer registered; reload the page.".into())
-                })?),
+                Ok(cid) => Some(crate::portal::oauth::find_client(conn, cid)?.ok_or_else(
+                    || {
+                        AppError::BadRequest(
+                            "That app is no longer registered; reload the page.".into(),
+                        )
+                    },
+                )?),
                 Err(_) => None,
             };
-            super::issue(conn, user, scope, id, send_email, &url, days, client.as_ref())
+            super::issue(
+                conn,
+                user,
+                scope,
+                id,
+                send_email,
+                &url,
+                days,
+                client.as_ref(),
+            )
         },
     )
     .await?;

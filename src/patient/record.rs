@@ -100,49 +100,56 @@ async fn show_page(
     errors: FormErrors,
 ) -> Result<ShowPage, AppError> {
     let user = c.user.clone();
-    let (scope, org, p, identifiers, organizations, removal, (tags, org_tags, invs, consents, apps)) =
-        state
-            .db
-            .tx(move |conn| {
-                let scope = match org_id {
-                    Some(o) => {
-                        let s = organization::authorize(conn, &user, o, Role::Viewer)?;
-                        if !repo::is_linked(conn, id, o)? {
-                            return Err(AppError::not_found("Patient"));
-                        }
-                        s
+    let (
+        scope,
+        org,
+        p,
+        identifiers,
+        organizations,
+        removal,
+        (tags, org_tags, invs, consents, apps),
+    ) = state
+        .db
+        .tx(move |conn| {
+            let scope = match org_id {
+                Some(o) => {
+                    let s = organization::authorize(conn, &user, o, Role::Viewer)?;
+                    if !repo::is_linked(conn, id, o)? {
+                        return Err(AppError::not_found("Patient"));
                     }
-                    None => super::authorize(conn, &user, id, Role::Viewer)?,
-                };
-                let p = super::read(conn, &user, &scope, id)?;
-                let org = organization::repo::get(conn, &scope)?;
-                let identifiers = repo::identifiers(conn, &[id])?;
-                let (_, visible) = organization::visible(conn, &user)?;
-                let organizations: Vec<(Organization, bool)> = repo::organizations_of(conn, &[id])?
-                    .into_iter()
-                    .filter(|(_, o, _)| visible.contains_key(&o.id))
-                    .map(|(_, o, at)| (o, at.is_some()))
-                    .collect();
-                let removal = super::removal_preview(conn, &scope, id)?;
-                let tags: Vec<Tag> = tag::repo::of_patients(conn, &scope, &[id])?
-                    .into_iter()
-                    .map(|(_, t)| t)
-                    .collect();
-                let org_tags = tag::repo::list(conn, &scope)?;
-                let invs = invitation::repo::for_patient(conn, id, scope.org_id())?;
-                let consents = crate::consent::of_patient(conn, &visible, id)?;
-                let apps = crate::portal::oauth::clients(conn)?;
-                Ok((
-                    scope,
-                    org,
-                    p,
-                    identifiers,
-                    organizations,
-                    removal,
-                    (tags, org_tags, invs, consents, apps),
-                ))
-            })
-            .await?;
+                    s
+                }
+                None => super::authorize(conn, &user, id, Role::Viewer)?,
+            };
+            let p = super::read(conn, &user, &scope, id)?;
+            let org = organization::repo::get(conn, &scope)?;
+            let identifiers = repo::identifiers(conn, &[id])?;
+            let (_, visible) = organization::visible(conn, &user)?;
+            let organizations: Vec<(Organization, bool)> = repo::organizations_of(conn, &[id])?
+                .into_iter()
+                .filter(|(_, o, _)| visible.contains_key(&o.id))
+                .map(|(_, o, at)| (o, at.is_some()))
+                .collect();
+            let removal = super::removal_preview(conn, &scope, id)?;
+            let tags: Vec<Tag> = tag::repo::of_patients(conn, &scope, &[id])?
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect();
+            let org_tags = tag::repo::list(conn, &scope)?;
+            let invs = invitation::repo::for_patient(conn, id, scope.org_id())?;
+            let consents = crate::consent::of_patient(conn, &visible, id)?;
+            let apps = crate::portal::oauth::clients(conn)?;
+            Ok((
+                scope,
+                org,
+                p,
+                identifiers,
+                organizations,
+                removal,
+                (tags, org_tags, invs, consents, apps),
+            ))
+        })
+        .await?;
     let archived = organizations.iter().any(|(o, a)| o.id == org.id && *a);
     let now = crate::util::now();
     let new_link = match session::take::<(i64, String)>(&c.session, invitation::pages::NEW_LINK) {

@@ -46,8 +46,8 @@ async fn me(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpRespons
     let json = state
         .db
         .run(move |conn| {
-            let p =
-                crate::patient::repo::find(conn, id)?.ok_or_else(|| AppError::not_found("Patient"))?;
+            let p = crate::patient::repo::find(conn, id)?
+                .ok_or_else(|| AppError::not_found("Patient"))?;
             Ok(crate::patient::api::to_json(conn, &user, vec![p])?.pop())
         })
         .await?;

@@ -184,7 +184,10 @@ fn validate_app(f: &AppForm) -> FormErrors {
     let mut e = FormErrors::default();
     let name = f.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        e.add("name", "Give the app's name as patients know it, up to 100 characters.");
+        e.add(
+            "name",
+            "Give the app's name as patients know it, up to 100 characters.",
+        );
     }
     let id = f.client_id.trim();
     if id.is_empty()

@@ -125,8 +125,11 @@ fn redeem_in(
     public_url: &str,
     ip: Option<String>,
 ) -> Result<serde_json::Value, AppError> {
-    let inv = crate::invitation::repo::find_by_token(conn, token)?
-        .ok_or_else(|| AppError::NotFound("No invitation has this code. Check that the app received the whole link.".into()))?;
+    let inv = crate::invitation::repo::find_by_token(conn, token)?.ok_or_else(|| {
+        AppError::NotFound(
+            "No invitation has this code. Check that the app received the whole link.".into(),
+        )
+    })?;
     let t = now();
     match crate::invitation::status(&inv, t) {
         "expired" => {
@@ -297,7 +300,16 @@ fn find_grant(conn: &mut DbConnection, kind: &str, secret: &str) -> AppResult<Op
         .first(conn)
         .optional()?;
     Ok(row.map(
-        |(id, client_id, user_id, code_challenge, redirect_uri, expires_at, used_at, api_token_id)| {
+        |(
+            id,
+            client_id,
+            user_id,
+            code_challenge,
+            redirect_uri,
+            expires_at,
+            used_at,
+            api_token_id,
+        )| {
             Grant {
                 id,
                 client_id,
@@ -333,12 +345,8 @@ fn issue_tokens(
     why: &str,
 ) -> AppResult<serde_json::Value> {
     let t = now();
-    let (token_id, access) = crate::auth::token::create(
-        conn,
-        user_id,
-        &format!("{} app", client.name),
-        "patient",
-    )?;
+    let (token_id, access) =
+        crate::auth::token::create(conn, user_id, &format!("{} app", client.name), "patient")?;
     diesel::update(api_tokens::table.find(token_id))
         .set(api_tokens::expires_at.eq(Some(t + Duration::days(ACCESS_DAYS))))
         .execute(conn)?;
@@ -413,7 +421,9 @@ fn exchange(
                 return Ok(Err(invalid_grant("This code is unknown. Redeem the invitation again for a new one, or ask the study team for a new link.")));
             };
             if g.used_at.is_some() {
-                return Ok(Err(invalid_grant("This code was already exchanged; each code works once.")));
+                return Ok(Err(invalid_grant(
+                    "This code was already exchanged; each code works once.",
+                )));
             }
             if g.expires_at <= now() {
                 return Ok(Err(invalid_grant(format!("This code expired: exchange it within {CODE_MINUTES} minutes of redeeming the invitation."))));
@@ -440,7 +450,13 @@ fn exchange(
                     "This code was already exchanged; each code works once.",
                 )));
             }
-            Ok(Ok(issue_tokens(conn, &client, g.user_id, ip, "app.connect")?))
+            Ok(Ok(issue_tokens(
+                conn,
+                &client,
+                g.user_id,
+                ip,
+                "app.connect",
+            )?))
         }
         Some("refresh_token") => {
             let Some(secret) = get(form, "refresh_token") else {
@@ -460,9 +476,7 @@ fn exchange(
                 )));
             }
             if !use_grant(conn, g.id)? {
-                return Ok(Err(invalid_grant(
-                    "This refresh token was already used.",
-                )));
+                return Ok(Err(invalid_grant("This refresh token was already used.")));
             }
             // The token it renewed stops working: one live token per connection.
             if let Some(old) = g.api_token_id {
@@ -474,7 +488,13 @@ fn exchange(
                 .set(api_tokens::revoked_at.eq(Some(now())))
                 .execute(conn)?;
             }
-            Ok(Ok(issue_tokens(conn, &client, g.user_id, ip, "app.refresh")?))
+            Ok(Ok(issue_tokens(
+                conn,
+                &client,
+                g.user_id,
+                ip,
+                "app.refresh",
+            )?))
         }
         Some(other) => Ok(Err(OAuthError {
             status: 400,
@@ -501,10 +521,7 @@ async fn token(
         .response());
     };
     let ip = crate::auth::client_ip(&req);
-    let out = state
-        .db
-        .tx(move |conn| exchange(conn, &form, ip))
-        .await?;
+    let out = state.db.tx(move |conn| exchange(conn, &form, ip)).await?;
     Ok(match out {
         Ok(body) => HttpResponse::Ok()
             .insert_header(("Cache-Control", "no-store"))

@@ -341,10 +341,8 @@ async fn qr(
     if !open {
         return Err(AppError::not_found("Invitation"));
     }
-    let svg = crate::invitation::qr_svg(&crate::invitation::link(
-        &state.config.public_url,
-        &token,
-    ))?;
+    let svg =
+        crate::invitation::qr_svg(&crate::invitation::link(&state.config.public_url, &token))?;
     Ok(HttpResponse::Ok()
         .content_type("image/svg+xml")
         .insert_header(("Cache-Control", "private, max-age=300"))
@@ -572,10 +570,42 @@ fn join_page(
                 .unwrap_or_default(),
             study,
             fields: vec![
-                FieldView::new("email", t.email, "email", "email", values.email, "", errors.email),
-                FieldView::new("given", t.given, "text", "given-name", values.given, "", errors.given),
-                FieldView::new("family", t.family, "text", "family-name", values.family, "", errors.family),
-                FieldView::new("birth", t.birth, "date", "bday", values.birth, t.birth_hint, errors.birth),
+                FieldView::new(
+                    "email",
+                    t.email,
+                    "email",
+                    "email",
+                    values.email,
+                    "",
+                    errors.email,
+                ),
+                FieldView::new(
+                    "given",
+                    t.given,
+                    "text",
+                    "given-name",
+                    values.given,
+                    "",
+                    errors.given,
+                ),
+                FieldView::new(
+                    "family",
+                    t.family,
+                    "text",
+                    "family-name",
+                    values.family,
+                    "",
+                    errors.family,
+                ),
+                FieldView::new(
+                    "birth",
+                    t.birth,
+                    "date",
+                    "bday",
+                    values.birth,
+                    t.birth_hint,
+                    errors.birth,
+                ),
             ],
         },
     )
@@ -648,9 +678,7 @@ async fn join(
     }
     let (Some(birth), false) = (birth, errors.any()) else {
         session::flash(&session, "error", t.fix_below);
-        return Ok(join_page(
-            &req, &session, &org, &offer, &q, values, errors,
-        ));
+        return Ok(join_page(&req, &session, &org, &offer, &q, values, errors));
     };
     let details = super::signup::Details {
         email: crate::util::normalize_email(&values.email),
@@ -666,12 +694,16 @@ async fn join(
     let outcome = state
         .db
         .tx(move |conn| {
-            let joined =
-                match super::signup::join(conn, &study, reference.as_deref(), &details, ip.clone())?
-                {
-                    Ok(j) => j,
-                    Err(refused) => return Ok(Err(refused)),
-                };
+            let joined = match super::signup::join(
+                conn,
+                &study,
+                reference.as_deref(),
+                &details,
+                ip.clone(),
+            )? {
+                Ok(j) => j,
+                Err(refused) => return Ok(Err(refused)),
+            };
             let answers: Vec<(i64, i64, Option<bool>)> =
                 changes.into_iter().filter(|c| c.0 == sid).collect();
             super::decide(
@@ -715,9 +747,7 @@ async fn join(
                 super::signup::Refused::Practitioner => errors.email = t.err_practitioner.into(),
             }
             session::flash(&session, "error", t.fix_below);
-            Ok(join_page(
-                &req, &session, &org, &offer, &q, values, errors,
-            ))
+            Ok(join_page(&req, &session, &org, &offer, &q, values, errors))
         }
         Ok((_, Some(token))) => {
             session::flash(
@@ -775,7 +805,9 @@ mod tests {
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -797,7 +829,11 @@ mod tests {
         .expect("reads");
         assert_eq!(
             got,
-            vec![(2, 20, Some(true)), (1, 10, Some(false)), (1, 11, Some(false))]
+            vec![
+                (2, 20, Some(true)),
+                (1, 10, Some(false)),
+                (1, 11, Some(false))
+            ]
         );
     }
 

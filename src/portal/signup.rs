@@ -130,10 +130,11 @@ pub fn join(
                 crate::patient::repo::link(conn, p.id, study.organization_id)?;
             }
             if let Some(r) = reference {
-                let mut ids: Vec<(String, String)> = crate::patient::repo::identifiers(conn, &[p.id])?
-                    .into_iter()
-                    .map(|i| (i.system, i.value))
-                    .collect();
+                let mut ids: Vec<(String, String)> =
+                    crate::patient::repo::identifiers(conn, &[p.id])?
+                        .into_iter()
+                        .map(|i| (i.system, i.value))
+                        .collect();
                 if !ids.iter().any(|(s, v)| *s == system && v == r) {
                     ids.push((system.clone(), r.to_string()));
                     let valid = ValidPatient {
@@ -175,7 +176,9 @@ pub fn join(
         .user_id(patient.user_id, &patient.telecom_email)
         .object("patient", patient.id)
         .org(study.organization_id)
-        .detail(serde_json::json!({"studyId": study.id, "reference": reference, "existing": was_known}))
+        .detail(
+            serde_json::json!({"studyId": study.id, "reference": reference, "existing": was_known}),
+        )
         .record(conn)?;
     Ok(Ok(Joined {
         patient,

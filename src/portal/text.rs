@@ -153,14 +153,41 @@ pub static EN: Texts = Texts {
     err_form: "The form could not be read. Reload the page and try again.",
 };
 
-/// The texts for the request's preferred language (only English so far).
+/// Every language the patient pages speak; the first is the fallback. Adding one is a new
+/// `Texts` value and an entry here.
+pub static LANGUAGES: [&Texts; 1] = [&EN];
+
+/// The texts for the request's preferred language, by `Accept-Language` (its order and
+/// q-values), falling back to the first language.
 pub fn for_request(req: &HttpRequest) -> &'static Texts {
-    let _wanted = req
+    let header = req
         .headers()
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("en");
-    &EN
+        .unwrap_or("");
+    choose(header)
+}
+
+pub fn choose(accept_language: &str) -> &'static Texts {
+    let mut wanted: Vec<(f32, String)> = accept_language
+        .split(',')
+        .filter_map(|part| {
+            let mut it = part.trim().split(';');
+            let tag = it.next()?.trim().to_ascii_lowercase();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse().ok()))
+                .unwrap_or(1.0);
+            (!tag.is_empty() && q > 0.0).then_some((q, tag))
+        })
+        .collect();
+    wanted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (_, tag) in wanted {
+        let primary = tag.split('-').next().unwrap_or_default();
+        if let Some(t) = LANGUAGES.iter().find(|t| t.lang == primary) {
+            return t;
+        }
+    }
+    LANGUAGES[0]
 }
 
 /// Fills `{name}` placeholders.
@@ -175,6 +202,13 @@ pub fn fill(text: &str, values: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_language_falls_back_to_the_first() {
+        assert_eq!(choose("").lang, "en");
+        assert_eq!(choose("fr-CA, en-GB;q=0.8").lang, "en");
+        assert_eq!(choose("xx;q=0, tlh").lang, "en");
+    }
 
     #[test]
     fn placeholders_are_filled_and_others_left() {
