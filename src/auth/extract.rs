@@ -65,11 +65,10 @@ pub fn patient_may(path: &str) -> bool {
     }
     if let Some(rest) = path.strip_prefix("/FHIR/R5/") {
         let parts: Vec<&str> = rest.split('/').collect();
-        return match parts.as_slice() {
-            ["Observation"] | ["Observation", _] | ["Device"] | ["Device", _] => true,
-            ["Patient", _] => true,
-            _ => false,
-        };
+        return matches!(
+            parts.as_slice(),
+            ["Observation"] | ["Observation", _] | ["Device"] | ["Device", _] | ["Patient", _]
+        );
     }
     false
 }

@@ -227,7 +227,7 @@ async fn apps_page(
     let url = state.config.public_url.clone();
     let apps = state
         .db
-        .run(move |conn| super::oauth::clients(conn))
+        .run(super::oauth::clients)
         .await?
         .into_iter()
         .map(|a| {

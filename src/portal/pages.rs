@@ -660,6 +660,14 @@ async fn join(
         family: form_value(&form, "family"),
         birth: form_value(&form, "birth"),
     };
+    // The answers are kept on the form when it comes back with an error.
+    let changes = answers_of(&form, std::slice::from_ref(&offer))?;
+    let mut offer = offer;
+    for item in &mut offer.items {
+        if let Some(c) = changes.iter().find(|c| c.1 == item.scope.id) {
+            item.answer = c.2;
+        }
+    }
     let mut errors = JoinErrors::default();
     if !crate::util::looks_like_email(&values.email) {
         errors.email = t.err_email.into();
@@ -686,7 +694,6 @@ async fn join(
         family: values.family.clone(),
         birth,
     };
-    let changes = answers_of(&form, std::slice::from_ref(&offer))?;
     let reference = q.reference.clone();
     let ip = crate::auth::client_ip(&req);
     let days = state.config.invitation_days;
