@@ -516,7 +516,13 @@ async fn every_state_of_an_invitation_link_reads_well_on_a_desktop_and_on_a_phon
     assert_eq!(status, 200, "{grant}");
     assert!(grant["grant"]["code"].is_string(), "{grant}");
     browser.goto(&used.link).await;
-    let body = refused(&browser, 409, "This link was already used", "already used").await;
+    let body = refused(
+        &browser,
+        409,
+        "This link was already used",
+        "no longer opens",
+    )
+    .await;
     assert!(body.contains("ask North Clinic for a new link"), "{body}");
     both_sizes(&browser, "used").await;
 
@@ -648,6 +654,7 @@ async fn a_patient_answers_and_saves_with_the_keyboard_only_and_always_sees_the_
     let ama = patient(&app, &token, org, ("Mensah", "Ama"), "ama@example.org").await;
     let sleep = study(&app, &token, org, "Sleep", (&[BP, HR], &[]), &[ama]).await;
     let link = invite(&app, &token, ama).await;
+    viewport(&browser, DESKTOP).await;
     browser.goto(&link.link).await;
     browser.wait_for("form").await;
     let (bp_name, hr_name) = (format!("a-{sleep}-{BP}"), format!("a-{sleep}-{HR}"));
@@ -859,7 +866,7 @@ async fn someone_joins_a_study_through_its_sign_up_link_after_fixing_the_birth_d
     let flash = browser.wait_for_text(".flash-success", "You joined").await;
     assert_eq!(
         flash,
-        "You joined Sleep Thank you. North Clinic now has your details and your answers."
+        "You joined Sleep. Thank you. North Clinic now has your details and your answers."
     );
     let url = browser.current_url().await;
     assert!(url.starts_with(&app.at("/invite/")), "{url}");
@@ -880,7 +887,7 @@ async fn someone_joins_a_study_through_its_sign_up_link_after_fixing_the_birth_d
     assert_eq!(
         kept_choice,
         json!([[hr_name, "yes", true], [hr_name, "no", false]]),
-        "after the birth date error the form forgot the yes to heart rate chosen before it"
+        "the yes chosen before the birth date error is still chosen when the form comes back (WCAG 3.3.7)"
     );
 }
 
@@ -991,7 +998,7 @@ async fn a_patient_says_yes_an_app_connects_and_uploads_and_the_practitioner_see
 
         // The link has done its work: it no longer opens.
         phone.goto(&link.link).await;
-        refused(&phone, 409, "This link was already used", "already used").await;
+        refused(&phone, 409, "This link was already used", "no longer opens").await;
         phone.screenshot(&shot("portal-path-used-phone.png")).await;
     }
 
@@ -999,6 +1006,7 @@ async fn a_patient_says_yes_an_app_connects_and_uploads_and_the_practitioner_see
     let Some(desk) = Browser::start().await else {
         return;
     };
+    viewport(&desk, DESKTOP).await;
     let secret = cohort::auth::code::create_link(&mut app.conn(), uid).unwrap();
     desk.goto(&app.at(&format!("/auth/link/{secret}"))).await;
     desk.goto(&app.at(&format!("/observations?organization_id={org}")))
