@@ -12,7 +12,9 @@ use common::*;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-use cohort::db::schema::{audit_events, clients, consents, invitations, oauth_grants};
+use cohort::db::schema::{
+    api_tokens, audit_events, clients, consents, invitations, oauth_grants, update_requests,
+};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -112,7 +114,9 @@ fn oauth_error(r: &Reply, status: u16, error: &str) {
 
 /// Sorted keys of an object, space separated.
 fn keys(v: &Value) -> String {
-    let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
     let mut k: Vec<&str> = obj.keys().map(String::as_str).collect();
     k.sort();
     k.join(" ")
@@ -140,7 +144,8 @@ fn example(kind: &str) -> String {
 fn obs(patient: i64, device: i64, kind: &str, n: u32) -> (Value, Value) {
     let mut point: Value = serde_json::from_str(&example(kind)).unwrap();
     point["header"]["uuid"] = json!(format!("bbbb1234-1a2b-3c4d-5e6f-{n:012}"));
-    point["body"]["effective_time_frame"] = json!({"date_time": format!("2025-05-{:02}T08:00:00Z", n % 28 + 1)});
+    point["body"]["effective_time_frame"] =
+        json!({"date_time": format!("2025-05-{:02}T08:00:00Z", n % 28 + 1)});
     let code = if kind == BP_KIND { BP_CODE } else { HEART_CODE };
     let data = base64::engine::general_purpose::STANDARD.encode(point.to_string());
     let resource = json!({
@@ -195,10 +200,26 @@ async fn study(
     let path = format!("/api/v1/studies/{id}");
     for s in scopes {
         let body = json!({ "scopeCodeId": s });
-        expect(app, token, "POST", &format!("{path}/scope_requests"), body, 201).await;
+        expect(
+            app,
+            token,
+            "POST",
+            &format!("{path}/scope_requests"),
+            body,
+            201,
+        )
+        .await;
     }
     let body = json!({ "dataSourceId": device });
-    expect(app, token, "POST", &format!("{path}/data_sources"), body, 201).await;
+    expect(
+        app,
+        token,
+        "POST",
+        &format!("{path}/data_sources"),
+        body,
+        201,
+    )
+    .await;
     if !patients.is_empty() {
         let body = json!({ "patientIds": patients });
         expect(app, token, "POST", &format!("{path}/patients"), body, 200).await;
@@ -215,10 +236,9 @@ async fn consent_for(app: &TestApp, token: &str, patient: i64, study: i64, d: &[
 }
 
 fn items(decisions: &[(&str, bool)]) -> Vec<Value> {
-    let item = |(code, yes): &(&str, bool)| {
-        json!({"codingSystem": OMH, "codingCode": code, "consented": yes})
-    };
-    decisions.iter().map(item).collect()
+    let item =
+        |code: &str, yes: bool| json!({"codingSystem": OMH, "codingCode": code, "consented": yes});
+    decisions.iter().map(|(c, yes)| item(c, *yes)).collect()
 }
 
 /// The patient's own decisions through its app (`who` is "me" or its id); no reason given.
@@ -279,17 +299,24 @@ async fn token_call(app: &TestApp, form: &[(&str, &str)]) -> Reply {
     reply(res.unwrap()).await
 }
 
-/// Trades a grant's code with the verifier of `link_token`.
-async fn exchange(app: &TestApp, grant: &Value, link_token: &str, client: &str) -> Reply {
-    let code = grant["code"].as_str().unwrap();
-    let v = verifier(link_token);
-    let form = [
+/// Trades `code` at the token endpoint; an empty `redirect_uri` is left out.
+async fn trade(app: &TestApp, code: &str, verifier: &str, client: &str, uri: &str) -> Reply {
+    let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code),
         ("client_id", client),
-        ("code_verifier", v.as_str()),
+        ("code_verifier", verifier),
     ];
+    if !uri.is_empty() {
+        form.push(("redirect_uri", uri));
+    }
     token_call(app, &form).await
+}
+
+/// Trades a grant's code with the verifier of `link_token`, without a redirect_uri.
+async fn exchange(app: &TestApp, grant: &Value, link_token: &str, client: &str) -> Reply {
+    let code = grant["code"].as_str().unwrap();
+    trade(app, code, &verifier(link_token), client, "").await
 }
 
 async fn refresh(app: &TestApp, refresh_token: &str, client: &str) -> Reply {
@@ -300,6 +327,8 @@ async fn refresh(app: &TestApp, refresh_token: &str, client: &str) -> Reply {
     ];
     token_call(app, &form).await
 }
+
+type Form<'a> = Vec<(&'a str, &'a str)>;
 
 struct Tokens {
     access: String,
@@ -490,42 +519,22 @@ on_both_backends!(
         let code = grant["code"].as_str().unwrap();
         let redirect = app.at("/invite/connected");
         let good = verifier(token);
-        let form = |v: &str, client: &str, uri: &str| -> Vec<(String, String)> {
-            let mut f = vec![
-                ("grant_type".to_string(), "authorization_code".to_string()),
-                ("code".to_string(), code.to_string()),
-                ("client_id".to_string(), client.to_string()),
-                ("code_verifier".to_string(), v.to_string()),
-            ];
-            if !uri.is_empty() {
-                f.push(("redirect_uri".to_string(), uri.to_string()));
-            }
-            f
-        };
-        let post = |f: Vec<(String, String)>| {
-            let app = &app;
-            async move {
-                let pairs: Vec<(&str, &str)> =
-                    f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                token_call(app, &pairs).await
-            }
-        };
 
         // Wrong verifiers: another token's, the padded encoding, the token itself.
         let other = verifier("another-link-token");
         let padded = URL_SAFE.encode(token.as_bytes());
         assert_ne!(padded, good, "the token's length makes padding show");
         for v in [other.as_str(), padded.as_str(), token] {
-            let r = post(form(v, "cohort", &redirect)).await;
+            let r = trade(&app, code, v, "cohort", &redirect).await;
             oauth_error(&r, 400, "invalid_grant");
         }
-        let r = post(form(&good, "cohort", "https://evil.example/cb")).await;
+        let r = trade(&app, code, &good, "cohort", "https://evil.example/cb").await;
         oauth_error(&r, 400, "invalid_grant");
-        let r = post(form(&good, "no-such-app", &redirect)).await;
+        let r = trade(&app, code, &good, "no-such-app", &redirect).await;
         oauth_error(&r, 401, "invalid_client");
 
         // The right one.
-        let r = post(form(&good, "cohort", &redirect)).await;
+        let r = trade(&app, code, &good, "cohort", &redirect).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.cache_control.as_deref(), Some("no-store"));
         assert_eq!(
@@ -543,7 +552,7 @@ on_both_backends!(
         assert!(app.audit_actions().contains(&"app.connect".to_string()));
 
         // Each code works once.
-        let r = post(form(&good, "cohort", &redirect)).await;
+        let r = trade(&app, code, &good, "cohort", &redirect).await;
         oauth_error(&r, 400, "invalid_grant");
 
         // redirect_uri may be left out; the path without its slash works too.
@@ -574,8 +583,12 @@ on_both_backends!(
         let r = redeem(&app, token).await;
         let code = r.body["grant"]["code"].as_str().unwrap().to_string();
         let v = verifier(token);
-        let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
-            (vec![("client_id", "cohort"), ("code", &code)], 400, "invalid_request"),
+        let cases: Vec<(Form, u16, &str)> = vec![
+            (
+                vec![("client_id", "cohort"), ("code", &code)],
+                400,
+                "invalid_request",
+            ),
             (vec![], 400, "invalid_request"),
             (
                 vec![
@@ -588,20 +601,30 @@ on_both_backends!(
                 "unsupported_grant_type",
             ),
             (
-                vec![("grant_type", "authorization_code"), ("client_id", "cohort"),
-                     ("code_verifier", &v)],
+                vec![
+                    ("grant_type", "authorization_code"),
+                    ("client_id", "cohort"),
+                    ("code_verifier", &v),
+                ],
                 400,
                 "invalid_request",
             ),
             (
-                vec![("grant_type", "authorization_code"), ("client_id", "cohort"),
-                     ("code", "no-such-code"), ("code_verifier", &v)],
+                vec![
+                    ("grant_type", "authorization_code"),
+                    ("client_id", "cohort"),
+                    ("code", "no-such-code"),
+                    ("code_verifier", &v),
+                ],
                 400,
                 "invalid_grant",
             ),
             (
-                vec![("grant_type", "refresh_token"), ("client_id", "cohort"),
-                     ("refresh_token", &code)],
+                vec![
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "cohort"),
+                    ("refresh_token", &code),
+                ],
                 400,
                 "invalid_grant",
             ),
@@ -645,13 +668,79 @@ on_both_backends!(
         assert!(app.audit_actions().contains(&"app.refresh".to_string()));
 
         // The old refresh token is spent; the new one works, once.
-        oauth_error(&refresh(&app, &first.refresh, "cohort").await, 400, "invalid_grant");
+        oauth_error(
+            &refresh(&app, &first.refresh, "cohort").await,
+            400,
+            "invalid_grant",
+        );
         assert_eq!(get(&app, &second.access, me).await.status, 200, "still on");
         let third = tokens(&refresh(&app, &second.refresh, "cohort").await);
         assert_eq!(get(&app, &third.access, me).await.status, 200);
         assert_eq!(get(&app, &second.access, me).await.status, 401);
-        oauth_error(&refresh(&app, &second.refresh, "cohort").await, 400, "invalid_grant");
-        oauth_error(&refresh(&app, "made-up", "cohort").await, 400, "invalid_grant");
+        oauth_error(
+            &refresh(&app, &second.refresh, "cohort").await,
+            400,
+            "invalid_grant",
+        );
+        oauth_error(
+            &refresh(&app, "made-up", "cohort").await,
+            400,
+            "invalid_grant",
+        );
+    }
+);
+
+on_both_backends!(
+    racing_apps_each_link_code_and_refresh_token_is_used_once,
+    |app: TestApp| async move {
+        let w = world(&app).await;
+        let link = invite(&app, &w.mel, w.ann, None).await;
+        let token = link_token(&link);
+        let (a, b, c, d) = tokio::join!(
+            redeem(&app, token),
+            redeem(&app, token),
+            redeem(&app, token),
+            redeem(&app, token)
+        );
+        let mut statuses = vec![a.status, b.status, c.status, d.status];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409, 409, 409], "one app wins the link");
+        let winner = [a, b, c, d].into_iter().find(|r| r.status == 200).unwrap();
+        let grant = winner.body["grant"].clone();
+
+        let (a, b, c) = tokio::join!(
+            exchange(&app, &grant, token, "cohort"),
+            exchange(&app, &grant, token, "cohort"),
+            exchange(&app, &grant, token, "cohort")
+        );
+        let replies = [a, b, c];
+        let won: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+        assert_eq!(won.len(), 1, "one exchange wins the code");
+        for r in replies.iter().filter(|r| r.status != 200) {
+            oauth_error(r, 400, "invalid_grant");
+        }
+        let t = tokens(won[0]);
+        let (a, b, c) = tokio::join!(
+            refresh(&app, &t.refresh, "cohort"),
+            refresh(&app, &t.refresh, "cohort"),
+            refresh(&app, &t.refresh, "cohort")
+        );
+        let replies = [a, b, c];
+        let won: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+        assert_eq!(won.len(), 1, "one refresh wins");
+        for r in replies.iter().filter(|r| r.status != 200) {
+            oauth_error(r, 400, "invalid_grant");
+        }
+        let live: i64 = api_tokens::table
+            .filter(api_tokens::kind.eq("patient"))
+            .filter(api_tokens::revoked_at.is_null())
+            .count()
+            .get_result(&mut *app.conn())
+            .unwrap();
+        assert_eq!(live, 1, "one live token for the one connection");
+        let fresh = tokens(won[0]);
+        let me = get(&app, &fresh.access, "/api/v1/patients/me").await;
+        assert_eq!(me.status, 200, "{}", me.body);
     }
 );
 
@@ -666,7 +755,10 @@ on_both_backends!(
 
         let r = get(&app, ann, "/api/v1/patients/me").await;
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(pick(&r.body, "id telecomEmail jheUserId"), json!([w.ann, "ann@x.org", w.ann_user]));
+        assert_eq!(
+            pick(&r.body, "id telecomEmail jheUserId"),
+            json!([w.ann, "ann@x.org", w.ann_user])
+        );
         let orgs = r.body["organizations"].as_array().unwrap();
         let org_ids: Vec<i64> = orgs.iter().map(id_of).collect();
         assert_eq!(org_ids, vec![w.north], "{}", r.body);
@@ -691,10 +783,18 @@ on_both_backends!(
         }
         let r = get(&app, ann, &format!("/FHIR/R5/Patient/{}", w.ann)).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(pick(&r.body, "resourceType id"), json!(["Patient", w.ann.to_string()]));
+        assert_eq!(
+            pick(&r.body, "resourceType id"),
+            json!(["Patient", w.ann.to_string()])
+        );
         for other in [w.cy, w.bob] {
             let r = get(&app, ann, &format!("/FHIR/R5/Patient/{other}")).await;
-            assert!([403, 404].contains(&r.status), "Patient/{other}: {} {}", r.status, r.body);
+            assert!(
+                [403, 404].contains(&r.status),
+                "Patient/{other}: {} {}",
+                r.status,
+                r.body
+            );
         }
         // A patient does not invite anyone, itself included.
         let body = json!({"patient_id": w.ann});
@@ -715,11 +815,21 @@ on_both_backends!(
         let w = world(&app).await;
         consent_for(&app, &w.mel, w.ann, w.study, &[(HEART_CODE, true)]).await;
         let t = connect(&app, &w.mel, w.ann).await;
-        let theirs = get(&app, &w.mel, &format!("/api/v1/patients/{}/consents", w.ann)).await;
+        let theirs = get(
+            &app,
+            &w.mel,
+            &format!("/api/v1/patients/{}/consents", w.ann),
+        )
+        .await;
         assert_eq!(theirs.status, 200, "{}", theirs.body);
         let me = get(&app, &t.access, "/api/v1/patients/me/consents").await;
         assert_eq!(me.status, 200, "{}", me.body);
-        let by_id = get(&app, &t.access, &format!("/api/v1/patients/{}/consents", w.ann)).await;
+        let by_id = get(
+            &app,
+            &t.access,
+            &format!("/api/v1/patients/{}/consents", w.ann),
+        )
+        .await;
         assert_eq!(by_id.status, 200, "{}", by_id.body);
         assert_eq!(me.body, by_id.body);
 
@@ -732,11 +842,18 @@ on_both_backends!(
         let decided = &me.body["studies"][0];
         assert_eq!(id_of(decided), w.study, "{}", me.body);
         let cell = &decided["scopeConsents"][0];
-        assert_eq!((&cell["code"]["codingCode"], &cell["consented"]), (&json!(HEART_CODE), &json!(true)));
+        assert_eq!(
+            (&cell["code"]["codingCode"], &cell["consented"]),
+            (&json!(HEART_CODE), &json!(true))
+        );
         let pending = &me.body["studiesPendingConsent"][0]["pendingScopeConsents"][0];
         assert_eq!(pending["code"]["codingCode"], BP_CODE, "{}", me.body);
         let consolidated = &me.body["consolidatedConsentedScopes"];
-        assert_eq!(consolidated.as_array().map(Vec::len), Some(1), "{consolidated}");
+        assert_eq!(
+            consolidated.as_array().map(Vec::len),
+            Some(1),
+            "{consolidated}"
+        );
     }
 );
 
@@ -751,7 +868,11 @@ on_both_backends!(
         let cell = &r.body["studies"][0]["scopeConsents"][0];
         assert_eq!(pick(cell, "consented"), json!([true]), "{}", r.body);
         let row = stored_consent(&app, w.study, w.ann, HEART);
-        assert_eq!(row, Some((true, Some(w.ann_user), None)), "the patient is the actor");
+        assert_eq!(
+            row,
+            Some((true, Some(w.ann_user), None)),
+            "the patient is the actor"
+        );
         let audit: Vec<(Option<i64>, Option<String>)> = audit_events::table
             .filter(audit_events::action.eq("consent.patient"))
             .select((audit_events::actor_user_id, audit_events::object_id))
@@ -765,11 +886,24 @@ on_both_backends!(
         assert_eq!(r.status, 200, "{}", r.body);
         let row = stored_consent(&app, w.study, w.ann, BP);
         assert_eq!(row, Some((false, Some(w.ann_user), None)));
-        let seen = get(&app, &w.mel, &format!("/api/v1/patients/{}/consents", w.ann)).await;
-        let cells = seen.body["studies"][0]["scopeConsents"].as_array().unwrap().clone();
+        let seen = get(
+            &app,
+            &w.mel,
+            &format!("/api/v1/patients/{}/consents", w.ann),
+        )
+        .await;
+        let cells = seen.body["studies"][0]["scopeConsents"]
+            .as_array()
+            .unwrap()
+            .clone();
         let mut answers: Vec<(String, bool)> = cells
             .iter()
-            .map(|c| (c["code"]["codingCode"].as_str().unwrap().to_string(), c["consented"].as_bool().unwrap()))
+            .map(|c| {
+                (
+                    c["code"]["codingCode"].as_str().unwrap().to_string(),
+                    c["consented"].as_bool().unwrap(),
+                )
+            })
             .collect();
         answers.sort();
         let expected = vec![(BP_CODE.to_string(), false), (HEART_CODE.to_string(), true)];
@@ -785,9 +919,19 @@ on_both_backends!(
         let body = json!({"studyScopeConsents": [
             {"studyId": w.study, "scopeConsents": items(&[(HEART_CODE, false)])},
             {"studyId": other, "scopeConsents": items(&[(HEART_CODE, true)])}]});
-        let r = send(&app, Some(ann), "PATCH", "/api/v1/patients/me/consents", Some(body)).await;
+        let r = send(
+            &app,
+            Some(ann),
+            "PATCH",
+            "/api/v1/patients/me/consents",
+            Some(body),
+        )
+        .await;
         refused(&r, 400);
-        assert_eq!(stored_consent(&app, w.study, w.ann, HEART).map(|c| c.0), Some(true));
+        assert_eq!(
+            stored_consent(&app, w.study, w.ann, HEART).map(|c| c.0),
+            Some(true)
+        );
         assert_eq!(stored_consent(&app, other, w.ann, HEART), None);
         // A scope the study does not ask for.
         let bp_only = study(&app, mel, north, "BP only", &[BP], device, &[w.ann]).await;
@@ -795,9 +939,7 @@ on_both_backends!(
         refused(&r, 400);
         assert_eq!(stored_consent(&app, bp_only, w.ann, HEART), None);
         // Nor someone else's consent.
-        let path = format!("/api/v1/patients/{}/consents", w.cy);
-        let body = json!({"studyScopeConsents": [{"studyId": w.study, "scopeConsents": items(&[(HEART_CODE, true)])}]});
-        let r = send(&app, Some(ann), "PATCH", &path, Some(body)).await;
+        let r = decide(&app, ann, &w.cy.to_string(), w.study, &[(HEART_CODE, true)]).await;
         assert_eq!(r.status, 404, "{}", r.body);
         assert_eq!(stored_consent(&app, w.study, w.cy, HEART), None);
     }
@@ -814,7 +956,14 @@ on_both_backends!(
         let r = decide(&app, ann, "me", w.study, &[(HEART_CODE, true)]).await;
         assert_eq!(r.status, 200, "{}", r.body);
         // Cy shares both, and the team has uploaded some of Cy's readings.
-        consent_for(&app, &w.mel, w.cy, w.study, &[(HEART_CODE, true), (BP_CODE, true)]).await;
+        consent_for(
+            &app,
+            &w.mel,
+            w.cy,
+            w.study,
+            &[(HEART_CODE, true), (BP_CODE, true)],
+        )
+        .await;
         let (cy_bp, _) = obs(w.cy, w.device, BP_KIND, 1);
         let cy_first = upload(&app, &w.mel, &cy_bp).await;
         let (cy_hr, _) = obs(w.cy, w.device, HEART_KIND, 2);
@@ -833,8 +982,14 @@ on_both_backends!(
 
         // Searches find only the patient's own.
         assert_eq!(found(&app, ann, "").await, vec![own]);
-        assert_eq!(found(&app, ann, &format!("patient={}", w.ann)).await, vec![own]);
-        assert_eq!(found(&app, ann, &format!("code={HEART_CODE}")).await, vec![own]);
+        assert_eq!(
+            found(&app, ann, &format!("patient={}", w.ann)).await,
+            vec![own]
+        );
+        assert_eq!(
+            found(&app, ann, &format!("code={HEART_CODE}")).await,
+            vec![own]
+        );
         let r = get(&app, ann, &format!("{OBS}?patient={}", w.cy)).await;
         assert_ne!(r.status, 200, "{}", r.body);
         for id in [cy_first, cy_second] {
@@ -847,16 +1002,41 @@ on_both_backends!(
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body["count"], 1, "{}", r.body);
         assert_eq!(r.body["results"][0]["subjectPatientId"], w.ann);
-        // The team sees all three.
-        let all = sorted(vec![cy_first, cy_second, own]);
-        assert_eq!(found(&app, &w.mel, "").await, all);
+        let r = get(
+            &app,
+            ann,
+            &format!("/api/v1/observations?patient_id={}", w.cy),
+        )
+        .await;
+        assert_ne!(r.status, 200, "{}", r.body);
+
+        // In a batch, the foreign entry is refused and the own one kept.
+        let (again, _) = obs(w.ann, w.device, HEART_KIND, 6);
+        let (foreign, _) = obs(w.cy, w.device, HEART_KIND, 8);
+        let entry =
+            |r: Value| json!({"resource": r, "request": {"method": "POST", "url": "Observation"}});
+        let bundle = json!({"resourceType": "Bundle", "type": "batch",
+                            "entry": [entry(foreign), entry(again)]});
+        let r = send(&app, Some(ann), "POST", "/FHIR/R5", Some(bundle)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let status = |i: usize| r.body["entry"][i]["response"]["status"].clone();
+        assert_eq!(
+            (status(0), status(1)),
+            (json!("403 Forbidden"), json!("201 Created"))
+        );
+        assert_eq!(found(&app, ann, "").await.len(), 2);
+        assert_eq!(
+            found(&app, &w.mel, &format!("patient={}", w.cy))
+                .await
+                .len(),
+            2
+        );
+        // The team sees all four.
+        let all = found(&app, &w.mel, "").await;
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert!([cy_first, cy_second, own].iter().all(|id| all.contains(id)));
     }
 );
-
-fn sorted(mut v: Vec<i64>) -> Vec<i64> {
-    v.sort();
-    v
-}
 
 on_both_backends!(
     revoking_consent_stops_the_next_upload_and_keeps_what_was_sent,
@@ -898,8 +1078,14 @@ on_both_backends!(
         // Consent recorded by the team, but no app.
         consent_for(&app, mel, w.ann, study, &[(HEART_CODE, true)]).await;
         assert_eq!(ask_update(&app, mel, study, w.ann).await, ACTION);
+        // The invitation redeemed but its code not exchanged: no app yet.
+        let link = invite(&app, mel, w.ann, None).await;
+        let token = link_token(&link);
+        let r = redeem(&app, token).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(ask_update(&app, mel, study, w.ann).await, ACTION);
         // Both.
-        let _ann = connect(&app, mel, w.ann).await;
+        tokens(&exchange(&app, &r.body["grant"], token, "cohort").await);
         assert_eq!(ask_update(&app, mel, study, w.ann).await, NO_ACTION);
 
         // Cy connects but has said nothing, then says no: the patient must still act.
@@ -915,16 +1101,42 @@ on_both_backends!(
         assert_eq!(ask_update(&app, mel, study, w.cy).await, ACTION);
         assert_eq!(ask_update(&app, mel, sleep, w.cy).await, NO_ACTION);
 
-        let outcomes: Vec<String> = cohort::db::schema::update_requests::table
-            .select(cohort::db::schema::update_requests::outcome)
-            .order(cohort::db::schema::update_requests::id)
+        // An app whose token and refresh token have both run out is no app.
+        {
+            use cohort::db::schema::patients;
+            let past = cohort::util::now() - Duration::days(1);
+            let mut c = app.conn();
+            let user: i64 = patients::table
+                .find(w.cy)
+                .select(patients::user_id)
+                .first(&mut *c)
+                .unwrap();
+            diesel::update(api_tokens::table.filter(api_tokens::user_id.eq(user)))
+                .set(api_tokens::expires_at.eq(Some(past)))
+                .execute(&mut *c)
+                .unwrap();
+            diesel::update(oauth_grants::table.filter(oauth_grants::user_id.eq(user)))
+                .set(oauth_grants::expires_at.eq(past))
+                .execute(&mut *c)
+                .unwrap();
+        }
+        assert_eq!(ask_update(&app, mel, sleep, w.cy).await, ACTION);
+
+        let outcomes: Vec<String> = update_requests::table
+            .select(update_requests::outcome)
+            .order(update_requests::id)
             .load(&mut *app.conn())
             .unwrap();
-        let expected = [ACTION, ACTION, NO_ACTION, ACTION, ACTION, ACTION, NO_ACTION];
+        let expected = [
+            ACTION, ACTION, ACTION, NO_ACTION, ACTION, ACTION, ACTION, NO_ACTION, ACTION,
+        ];
         assert_eq!(outcomes, expected, "each answer is kept");
         let asked = app.audit_actions();
-        let asked = asked.iter().filter(|a| *a == "update_request.create").count();
-        assert_eq!(asked, 7);
+        let asked = asked
+            .iter()
+            .filter(|a| *a == "update_request.create")
+            .count();
+        assert_eq!(asked, 9);
     }
 );
 
@@ -950,13 +1162,27 @@ on_both_backends!(
             refused(&r, status);
         }
         let empty = study_with(&app, &w, "Empty study", &[]).await;
-        let r = send(&app, Some(mel), "POST", &update_path(empty, w.ann), Some(json!({}))).await;
+        let r = send(
+            &app,
+            Some(mel),
+            "POST",
+            &update_path(empty, w.ann),
+            Some(json!({})),
+        )
+        .await;
         refused(&r, 400);
 
         let path = format!("/api/v1/studies/{}", w.study);
         let out = expect(&app, mel, "PATCH", &path, json!({"status": "paused"}), 200).await;
         assert_eq!(out["status"], "paused");
-        let r = send(&app, Some(mel), "POST", &update_path(w.study, w.ann), Some(json!({}))).await;
+        let r = send(
+            &app,
+            Some(mel),
+            "POST",
+            &update_path(w.study, w.ann),
+            Some(json!({})),
+        )
+        .await;
         refused(&r, 409);
 
         // The South team may ask its own patient; a patient's token may not ask at all.
@@ -966,7 +1192,7 @@ on_both_backends!(
         let path = update_path(w.south_study, w.bob);
         let r = send(&app, Some(&bob.access), "POST", &path, Some(json!({}))).await;
         assert_eq!(r.status, 403, "{}", r.body);
-        let stored: i64 = cohort::db::schema::update_requests::table
+        let stored: i64 = update_requests::table
             .count()
             .get_result(&mut *app.conn())
             .unwrap();
@@ -986,7 +1212,10 @@ on_both_backends!(
         let list = "/api/v1/patients/me/update_requests";
         let r = get(&app, &ann.access, list).await;
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(r.body, json!({"count": 0, "next": null, "previous": null, "results": []}));
+        assert_eq!(
+            r.body,
+            json!({"count": 0, "next": null, "previous": null, "results": []})
+        );
 
         let before = Utc::now() - Duration::seconds(2);
         ask_update(&app, mel, w.study, w.ann).await;
@@ -1000,17 +1229,27 @@ on_both_backends!(
         assert_eq!(rows.len(), 2);
         let by_study = |rows: &[Value], s: i64| -> Value {
             let row = rows.iter().find(|x| x["studyId"] == s);
-            row.unwrap_or_else(|| panic!("no request for study {s}")).clone()
+            row.unwrap_or_else(|| panic!("no request for study {s}"))
+                .clone()
         };
         for row in &rows {
             assert_eq!(keys(row), "id requestedAt scopes seenAt studyId studyName");
-            assert_eq!(row["seenAt"], Value::Null, "not seen before this read: {row}");
+            assert_eq!(
+                row["seenAt"],
+                Value::Null,
+                "not seen before this read: {row}"
+            );
             let at = row["requestedAt"].as_str().unwrap();
-            let at = chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc);
+            let at = chrono::DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .with_timezone(&Utc);
             assert!(at >= before && at <= Utc::now(), "{row}");
         }
         let heart = by_study(&rows, w.study);
-        assert_eq!(pick(&heart, "studyName scopes"), json!(["Heart study", [HEART_CODE]]));
+        assert_eq!(
+            pick(&heart, "studyName scopes"),
+            json!(["Heart study", [HEART_CODE]])
+        );
         let slept = by_study(&rows, sleep);
         assert_eq!(pick(&slept, "studyName scopes"), json!(["Sleep study", []]));
 
@@ -1067,12 +1306,20 @@ on_both_backends!(
         let expected = json!(["pulse-app", "https://pulse.example/callback"]);
         assert_eq!(pick(&grant, "client_id redirect_uri"), expected);
         // Cohort's client may not use another app's code; the app itself may.
-        oauth_error(&exchange(&app, &grant, token, "cohort").await, 400, "invalid_grant");
+        oauth_error(
+            &exchange(&app, &grant, token, "cohort").await,
+            400,
+            "invalid_grant",
+        );
         let t = tokens(&exchange(&app, &grant, token, "pulse-app").await);
         let me = get(&app, &t.access, "/api/v1/patients/me").await;
         assert_eq!((me.status, id_of(&me.body)), (200, w.ann));
         // Its refresh token is its own too.
-        oauth_error(&refresh(&app, &t.refresh, "cohort").await, 400, "invalid_grant");
+        oauth_error(
+            &refresh(&app, &t.refresh, "cohort").await,
+            400,
+            "invalid_grant",
+        );
         tokens(&refresh(&app, &t.refresh, "pulse-app").await);
 
         // A Cohort link's code is not the app's.
@@ -1080,7 +1327,11 @@ on_both_backends!(
         let token = link_token(&link);
         let grant = redeem(&app, token).await.body["grant"].clone();
         assert_eq!(grant["client_id"], "cohort");
-        oauth_error(&exchange(&app, &grant, token, "pulse-app").await, 400, "invalid_grant");
+        oauth_error(
+            &exchange(&app, &grant, token, "pulse-app").await,
+            400,
+            "invalid_grant",
+        );
 
         // An app nobody registered.
         let body = json!({"patient_id": w.ann, "client_id": "no-such-app"});
@@ -1115,11 +1366,17 @@ on_both_backends!(
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body["count"], 1, "{}", r.body);
         let row = &r.body["results"][0];
-        assert_eq!(pick(row, "id subjectPatientId codingCode"), json!([id, w.ann, HEART_CODE]));
+        assert_eq!(
+            pick(row, "id subjectPatientId codingCode"),
+            json!([id, w.ann, HEART_CODE])
+        );
         assert_eq!(row["omhData"], point, "the reading as the app sent it");
         let group = format!("patient._has:Group:member:_id={}", w.study);
         assert_eq!(found(&app, &w.mel, &group).await, vec![id]);
-        assert_eq!(found(&app, &w.mel, &format!("patient={}", w.ann)).await, vec![id]);
+        assert_eq!(
+            found(&app, &w.mel, &format!("patient={}", w.ann)).await,
+            vec![id]
+        );
         // South's team sees nothing of it.
         assert_eq!(found(&app, &w.oz, "").await, Vec::<i64>::new());
     }
