@@ -221,6 +221,19 @@ fn wanted(body: &Value, clearing: bool) -> Result<Wanted, AppError> {
         .collect()
 }
 
+/// The scope a body names by code, or the 400 that says where the codes are listed.
+fn known_scope(
+    conn: &mut DbConnection,
+    system: Option<&str>,
+    code: &str,
+) -> Result<Scope, AppError> {
+    study::repo::find_scope_by_code(conn, system, code)?.ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "{code} is not a known scope; GET /api/v1/data_sources/all_scopes lists them."
+        ))
+    })
+}
+
 /// A patient's own decisions through its app: the patient is the actor, and no reason is
 /// asked (the decision is theirs, not recorded on their behalf).
 fn apply_own(
@@ -234,12 +247,7 @@ fn apply_own(
     let mut changes = Vec::new();
     for (study_id, scopes) in wanted {
         for (system, code, consented) in scopes {
-            let sc = study::repo::find_scope_by_code(conn, system.as_deref(), code)?
-                .ok_or_else(|| {
-                    AppError::BadRequest(format!(
-                        "{code} is not a known scope; GET /api/v1/data_sources/all_scopes lists them."
-                    ))
-                })?;
+            let sc = known_scope(conn, system.as_deref(), code)?;
             changes.push((*study_id, sc.id, *consented));
         }
     }
@@ -264,12 +272,7 @@ fn apply(
         let (s, scope) = study::authorize(conn, user, *study_id, Role::Member)?;
         let mut changes = Vec::new();
         for (system, code, consented) in scopes {
-            let sc = study::repo::find_scope_by_code(conn, system.as_deref(), code)?
-                .ok_or_else(|| {
-                    AppError::BadRequest(format!(
-                        "{code} is not a known scope; GET /api/v1/data_sources/all_scopes lists them."
-                    ))
-                })?;
+            let sc = known_scope(conn, system.as_deref(), code)?;
             changes.push((sc.id, *consented));
         }
         super::record(conn, user, &scope, &s, patient_id, &changes, reason)?;

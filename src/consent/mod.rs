@@ -121,17 +121,7 @@ pub fn record(
     let mut changed = 0;
     let mut log = Vec::new();
     for (scope_id, choice) in changes {
-        let Some(code) = requested.iter().find(|s| s.id == *scope_id) else {
-            return Err(AppError::BadRequest(format!(
-                "{} does not request scope {scope_id}; choose one of: {}.",
-                study.name,
-                requested
-                    .iter()
-                    .map(|s| s.coding_code.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        };
+        let code = requested_scope(study, &requested, *scope_id)?;
         let before = match choice {
             Some(c) => repo::set(
                 conn,
@@ -157,6 +147,25 @@ pub fn record(
             .record(conn)?;
     }
     Ok(changed)
+}
+
+/// One of the scopes a study requests, or the 400 that lists them.
+pub fn requested_scope<'a>(
+    study: &Study,
+    requested: &'a [Scope],
+    scope_id: i64,
+) -> Result<&'a Scope, AppError> {
+    requested.iter().find(|s| s.id == scope_id).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "{} does not request scope {scope_id}; choose one of: {}.",
+            study.name,
+            requested
+                .iter()
+                .map(|s| s.coding_code.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
 }
 
 /// Per requested scope: consented, declined, pending.

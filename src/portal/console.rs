@@ -172,11 +172,20 @@ struct AppsPage {
     modal: bool,
 }
 
-fn absolute_or_local(s: &str) -> bool {
-    s.starts_with("https://")
-        || s.starts_with("http://localhost")
-        || s.starts_with("http://127.0.0.1")
-        || (s.contains("://") && !s.starts_with("http://") && !s.starts_with("javascript:"))
+/// An address an app may be reached at: https, plain http only on this machine, or the
+/// app's own scheme (never one that runs script or reads files).
+fn acceptable_address(s: &str) -> bool {
+    let Ok(u) = url::Url::parse(s) else {
+        return false;
+    };
+    match u.scheme() {
+        "https" => u.host_str().is_some(),
+        "http" => matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")),
+        "javascript" | "data" | "vbscript" | "file" | "blob" | "about" | "ftp" | "ws" | "wss" => {
+            false
+        }
+        _ => true,
+    }
 }
 
 /// Checks a new app; the messages say what to fix.
@@ -201,14 +210,14 @@ fn validate_app(f: &AppForm) -> FormErrors {
             "Use letters, digits, - _ or . (up to 100), such as commonhealth-android.",
         );
     }
-    if !absolute_or_local(f.redirect_uri.trim()) {
+    if !acceptable_address(f.redirect_uri.trim()) {
         e.add(
             "redirect_uri",
             "Give the address the app receives its code at: https://…, or the app's own scheme such as org.example.app://callback.",
         );
     }
     let t = f.invitation_url_template.trim();
-    if !absolute_or_local(t) || !t.contains("CODE") {
+    if !acceptable_address(t) || !t.contains("CODE") {
         e.add(
             "invitation_url_template",
             "Give the link patients open, with CODE where the invitation code goes, such as https://app.example.org/invite/CODE.",
@@ -376,5 +385,34 @@ async fn delete_app(
             Ok(see_other("/apps"))
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::acceptable_address;
+
+    #[test]
+    fn app_addresses_are_https_local_http_or_an_app_scheme() {
+        for ok in [
+            "https://app.example.org/invite/CODE",
+            "http://localhost:3000/CODE",
+            "http://127.0.0.1/CODE",
+            "org.example.app://invite/CODE",
+        ] {
+            assert!(acceptable_address(ok), "{ok}");
+        }
+        for bad in [
+            "JavaScript://%0Aalert(1)//CODE",
+            "javascript:alert(1)",
+            "DATA:text/html,CODE",
+            "http://localhost.evil.com/CODE",
+            "http://example.org/CODE",
+            "file:///etc/CODE",
+            "/relative/CODE",
+            "",
+        ] {
+            assert!(!acceptable_address(bad), "{bad}");
+        }
     }
 }

@@ -155,17 +155,7 @@ pub fn decide(
         let requested = crate::study::repo::requested(conn, study.id)?;
         let mut log = Vec::new();
         for (scope_id, answer) in answers {
-            let Some(scope) = requested.iter().find(|s| s.id == scope_id) else {
-                return Err(AppError::BadRequest(format!(
-                    "{} does not ask for scope {scope_id}; it asks for: {}.",
-                    study.name,
-                    requested
-                        .iter()
-                        .map(|s| s.coding_code.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            };
+            let scope = crate::consent::requested_scope(&study, &requested, scope_id)?;
             let before = match answer {
                 Some(yes) => crate::consent::repo::set(
                     conn,

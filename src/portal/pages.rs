@@ -259,6 +259,13 @@ fn answers_of(
         let (Ok(study), Ok(scope)) = (s.parse::<i64>(), c.parse::<i64>()) else {
             return Err(AppError::BadRequest("The form could not be read.".into()));
         };
+        // Only what the page offered: a closed study takes no answers.
+        if !offers.iter().any(|o| o.study.id == study) {
+            return Err(AppError::BadRequest(
+                "That study is not taking answers on this page; reload it to see what is open."
+                    .into(),
+            ));
+        }
         if all.is_some_and(|(a, _)| a == study) {
             continue;
         }
@@ -848,5 +855,7 @@ mod tests {
     fn a_mangled_field_is_refused() {
         assert!(answers_of(&pairs(&[("a-x-1", "yes")]), &[]).is_err());
         assert!(answers_of(&pairs(&[("all", "9:yes")]), &[offer(1, &[10])]).is_err());
+        // A study the page did not offer (closed, or another organization's).
+        assert!(answers_of(&pairs(&[("a-2-10", "yes")]), &[offer(1, &[10])]).is_err());
     }
 }

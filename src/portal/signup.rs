@@ -113,6 +113,10 @@ pub fn join(
             if p.telecom_email != d.email {
                 return Ok(Err(Refused::ReferenceTaken));
             }
+            // A forwarded link is not enough to speak for its holder.
+            if p.birth_date.is_some_and(|b| b != d.birth) {
+                return Ok(Err(Refused::Mismatch));
+            }
             Some(p)
         }
         (None, Some(p)) => {
