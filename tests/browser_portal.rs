@@ -1,8 +1,10 @@
 //! The pages patients open, in a real browser (headless Chromium through chromedriver), at a
 //! desktop size and at a phone's 390 × 844: every state of an invitation link, answering with
 //! the keyboard only, a study's sign-up link, the whole path from invitation to an app's
-//! upload seen on the console, and what the invitation page weighs. Nobody signs in on these
-//! pages; the practitioner's side is set up through /api/v1 as a script would.
+//! upload seen on the console, what the invitation page weighs, and the rarer pages: a
+//! personal sign-up link, a known patient joining, a paused or closed study's link, the page
+//! an app lands on once connected, and an invitation with no study to answer. Nobody signs in
+//! on these pages; the practitioner's side is set up through /api/v1 as a script would.
 
 mod common;
 
@@ -35,8 +37,24 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// A POST to the API with `token`; it must succeed.
 async fn api(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
+    api_as(app, token, reqwest::Method::POST, path, body).await
+}
+
+/// A PATCH to the API with `token`, such as a study's new status; it must succeed.
+async fn api_patch(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
+    api_as(app, token, reqwest::Method::PATCH, path, body).await
+}
+
+/// A call to the API with `token` and a JSON body; it must succeed.
+async fn api_as(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Value {
     let res = script()
-        .post(app.at(path))
+        .request(method, app.at(path))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -1073,4 +1091,332 @@ async fn the_invitation_page_is_light_and_loads_nothing_from_elsewhere() {
         after.0 >= 3,
         "the document, style sheet and QR code: {after:?}"
     );
+}
+
+// ---- 6. a personal link, someone already known, a paused and a closed study ----------------------
+
+/// A page that tells, without error, that something went well: its heading (also the title),
+/// status 200, no alert and nothing to fill in. Returns the message under the heading.
+async fn told(browser: &Browser, heading: &str) -> String {
+    assert_eq!(browser.text("h1").await, heading);
+    assert_eq!(js(browser, "document.title").await, json!(heading));
+    assert_eq!(page_status(browser).await, 200, "{heading}");
+    assert_eq!(
+        js(browser, "document.querySelectorAll('[role=alert]').length").await,
+        json!(0),
+        "{heading}: nothing went wrong"
+    );
+    assert_eq!(
+        js(browser, "document.forms.length").await,
+        json!(0),
+        "{heading}: nothing to fill in"
+    );
+    browser.text("main > h1 + p").await
+}
+
+/// The patient's identifiers as (system, value).
+fn identifiers(app: &TestApp, patient: i64) -> Vec<(String, String)> {
+    use cohort::db::schema::patient_identifiers as pi;
+    pi::table
+        .filter(pi::patient_id.eq(patient))
+        .select((pi::system, pi::value))
+        .order(pi::id.asc())
+        .load(&mut *app.conn())
+        .unwrap()
+}
+
+/// How many patient records have this e-mail.
+fn records_of_email(app: &TestApp, email: &str) -> i64 {
+    use cohort::db::schema::patients as p;
+    p::table
+        .filter(p::telecom_email.eq(email))
+        .count()
+        .get_result(&mut *app.conn())
+        .unwrap()
+}
+
+/// The studies the patient is enrolled in.
+fn studies_of(app: &TestApp, patient: i64) -> Vec<i64> {
+    use cohort::db::schema::study_patients as sp;
+    sp::table
+        .filter(sp::patient_id.eq(patient))
+        .select(sp::study_id)
+        .order(sp::study_id.asc())
+        .load(&mut *app.conn())
+        .unwrap()
+}
+
+/// Fills the sign-up form: e-mail, given and family name, birth date, and yes to `yes`.
+async fn sign_up(
+    browser: &Browser,
+    (email, given, family): (&str, &str, &str),
+    birth: &str,
+    yes: &str,
+) {
+    browser.fill("#f-email", email).await;
+    browser.fill("#f-given", given).await;
+    browser.fill("#f-family", family).await;
+    type_date(browser, "#f-birth", birth).await;
+    browser
+        .click(&format!("input[name='{yes}'][value=yes]"))
+        .await;
+    browser.click("button.btn-primary").await;
+}
+
+#[actix_web::test]
+async fn a_personal_link_a_known_patient_and_a_paused_then_closed_study_on_the_sign_up_link() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(app) = spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (uid, pid) = app.practitioner("mel@example.org", false);
+    let org = app.org("North Clinic", 0, &[(pid, "member")]);
+    let token = app.token(uid);
+    // Ama is already North Clinic's patient (born 1980-01-01), in no study yet.
+    let ama = patient(&app, &token, org, ("Mensah", "Ama"), "ama@example.org").await;
+    let sleep = study(&app, &token, org, "Sleep", (&[HR], &[]), &[]).await;
+    let hr_name = format!("a-{sleep}-{HR}");
+    let console = app.signed_in(uid).await;
+    let (status, page) = app.get_html(&console, &format!("/studies/{sleep}")).await;
+    assert_eq!(status, 200);
+    let signup = page.text("code#signup-link");
+    assert!(
+        signup.starts_with(&app.at(&format!("/join/{sleep}?sig="))),
+        "{signup}"
+    );
+
+    // A personal link for participant P-9, as a script asks for it.
+    let out = api(
+        &app,
+        &token,
+        &format!("/api/v1/studies/{sleep}/link"),
+        json!({"externalId": "P-9"}),
+    )
+    .await;
+    assert_eq!(out["externalId"], "P-9", "{out}");
+    let personal = out["url"].as_str().unwrap().to_string();
+    assert!(
+        personal.starts_with(&app.at(&format!("/join/{sleep}?ref=P-9&sig="))),
+        "{personal}"
+    );
+    browser.goto(&personal).await;
+    assert_eq!(page_status(&browser).await, 200);
+    assert_eq!(browser.text("h1").await, "Join Sleep");
+    assert_eq!(
+        browser.text("main p.note").await,
+        "This link is personal: it joins you as participant P-9."
+    );
+    assert_eq!(
+        radios(&browser).await,
+        json!([[hr_name, "yes", false], [hr_name, "no", false]])
+    );
+    both_sizes(&browser, "join-personal").await;
+
+    // Ben joins through it on a phone: a new patient holding P-9, on his own invitation page.
+    viewport(&browser, PHONE).await;
+    sign_up(
+        &browser,
+        ("ben.bell@example.org", "Ben", "Bell"),
+        "1975-06-02",
+        &hr_name,
+    )
+    .await;
+    let flash = browser.wait_for_text(".flash-success", "You joined").await;
+    assert_eq!(
+        flash,
+        "You joined Sleep. Thank you. North Clinic now has your details and your answers."
+    );
+    let (ben, _) = answers_of_email(&app, "ben.bell@example.org").expect("a new patient");
+    assert_ne!(ben, ama);
+    let url = browser.current_url().await;
+    let landed = url
+        .strip_prefix(&app.at("/invite/"))
+        .unwrap_or_else(|| panic!("not an invitation page: {url}"));
+    let inv = cohort::invitation::repo::find_by_token(&mut app.conn(), landed)
+        .unwrap()
+        .expect("the page's invitation");
+    assert_eq!(
+        (inv.patient_id, inv.organization_id),
+        (ben, org),
+        "the new patient's own invitation"
+    );
+    assert_eq!(
+        browser.text("h1").await,
+        "Your invitation from North Clinic"
+    );
+    assert_eq!(browser.text("section.study h2").await, "Sleep");
+    assert_eq!(
+        radios(&browser).await,
+        json!([[hr_name, "yes", true], [hr_name, "no", false]])
+    );
+    assert_eq!(answers(&app, sleep, ben), [(HR, true)]);
+    assert_eq!(
+        identifiers(&app, ben),
+        [(
+            format!("urn:cohort:study:{sleep}:participant"),
+            "P-9".to_string()
+        )]
+    );
+    both_sizes(&browser, "joined-personal").await;
+
+    // Ama joins through the generic link with her e-mail (typed in capitals) and birth date:
+    // her record is found, not doubled, and she is told so instead of being sent a new page.
+    browser.goto(&signup).await;
+    assert_eq!(browser.text("h1").await, "Join Sleep");
+    assert_eq!(
+        js(&browser, "document.querySelectorAll('p.note').length").await,
+        json!(0),
+        "the generic link is nobody's"
+    );
+    sign_up(
+        &browser,
+        ("Ama@Example.org", "Ama", "Mensah"),
+        "1980-01-01",
+        &hr_name,
+    )
+    .await;
+    browser.wait_for_text("h1", "You joined").await;
+    let body = told(&browser, "You joined Sleep").await;
+    assert_eq!(
+        body,
+        "We found your existing record and added you to Sleep. Your answers are saved. \
+         North Clinic will send you a link to connect an app."
+    );
+    assert_eq!(records_of_email(&app, "ama@example.org"), 1, "not doubled");
+    assert_eq!(studies_of(&app, ama), [sleep]);
+    assert_eq!(answers(&app, sleep, ama), [(HR, true)]);
+    both_sizes(&browser, "joined-existing").await;
+
+    // Paused: neither link takes anyone in.
+    let out = api_patch(
+        &app,
+        &token,
+        &format!("/api/v1/studies/{sleep}"),
+        json!({"status": "paused"}),
+    )
+    .await;
+    assert_eq!(out["status"], "paused", "{out}");
+    browser.goto(&signup).await;
+    let body = refused(
+        &browser,
+        409,
+        "Enrolment is paused",
+        "not taking new participants",
+    )
+    .await;
+    assert_eq!(
+        body,
+        "Sleep is not taking new participants at the moment. Try again later, or ask North Clinic."
+    );
+    both_sizes(&browser, "join-paused").await;
+    browser.goto(&personal).await;
+    refused(
+        &browser,
+        409,
+        "Enrolment is paused",
+        "not taking new participants",
+    )
+    .await;
+
+    // Closed.
+    let out = api_patch(
+        &app,
+        &token,
+        &format!("/api/v1/studies/{sleep}"),
+        json!({"status": "closed"}),
+    )
+    .await;
+    assert_eq!(out["status"], "closed", "{out}");
+    browser.goto(&signup).await;
+    let body = refused(&browser, 410, "This study has closed", "has ended").await;
+    assert_eq!(body, "Sleep has ended and takes no new participants.");
+    both_sizes(&browser, "join-closed").await;
+    browser.goto(&personal).await;
+    refused(&browser, 410, "This study has closed", "has ended").await;
+    assert_eq!(studies_of(&app, ben), [sleep], "nobody else joined");
+}
+
+// ---- 7. around the invitation: an app connected, nothing to answer -------------------------------
+
+#[actix_web::test]
+async fn the_page_an_app_lands_on_and_an_invitation_with_no_study_of_that_organization() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let Some(app) = spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+
+    // Where Cohort's own app sends the patient once it has connected.
+    browser.goto(&app.at("/invite/connected")).await;
+    let body = told(&browser, "Your app is connected").await;
+    assert_eq!(
+        body,
+        "You can close this page. Your app now sends what you agreed to share."
+    );
+    both_sizes(&browser, "connected").await;
+
+    // Bo is a patient of North Clinic and of South Clinic, enrolled in a study of South only.
+    let (uid, pid) = app.practitioner("mel@example.org", false);
+    let north = app.org("North Clinic", 0, &[(pid, "member")]);
+    let south = app.org("South Clinic", 0, &[(pid, "member")]);
+    let token = app.token(uid);
+    let bo = patient(&app, &token, north, ("Baker", "Bo"), "bo@example.org").await;
+    let path = format!("/api/v1/patients/{bo}/global_add_organization?organizationId={south}");
+    api_patch(&app, &token, &path, json!({})).await;
+    let steps = study(&app, &token, south, "Steps", (&[HR], &[]), &[bo]).await;
+    assert_eq!(studies_of(&app, bo), [steps]);
+
+    // North Clinic invites Bo (through a practitioner of North only, so the link is North's).
+    let (nora, nora_pid) = app.practitioner("nora@example.org", false);
+    {
+        use cohort::db::schema::practitioner_organizations as po;
+        diesel::insert_into(po::table)
+            .values((
+                po::practitioner_id.eq(nora_pid),
+                po::organization_id.eq(north),
+                po::role.eq("member"),
+                po::created_at.eq(cohort::util::now()),
+            ))
+            .execute(&mut *app.conn())
+            .unwrap();
+    }
+    let out = api(
+        &app,
+        &app.token(nora),
+        "/api/v1/invitation",
+        json!({ "patient_id": bo }),
+    )
+    .await;
+    assert_eq!(out["organizationId"], north, "{out}");
+    let link = out["invitationLink"].as_str().unwrap().to_string();
+    browser.goto(&link).await;
+    assert_eq!(page_status(&browser).await, 200);
+    assert_eq!(
+        browser.text("h1").await,
+        "Your invitation from North Clinic"
+    );
+    assert_eq!(
+        browser.text("main p.note").await,
+        "You are not taking part in any study of North Clinic yet, so there is nothing to answer. \
+         North Clinic will let you know when there is."
+    );
+    let rest = js(
+        &browser,
+        "({forms: document.forms.length, studies: document.querySelectorAll('section.study').length,
+           radios: document.querySelectorAll('input[type=radio]').length,
+           connect: !!document.querySelector('#how, #connect'),
+           alerts: document.querySelectorAll('[role=alert]').length})",
+    )
+    .await;
+    assert_eq!(
+        rest,
+        json!({"forms": 0, "studies": 0, "radios": 0, "connect": false, "alerts": 0}),
+        "South Clinic's study is not shown on North Clinic's link"
+    );
+    both_sizes(&browser, "no-studies").await;
 }

@@ -1169,7 +1169,7 @@ on_both_backends!(
         let link = link_in(&mail[0]);
         let (status, landing) = app.get_html(&browser(), &link).await;
         assert_eq!(status, 200, "the e-mailed link is the one saved");
-        assert!(landing.text("main").contains("North invites you"));
+        assert!(landing.text("main").contains("Your invitation from North"));
 
         // The list's Last invitation column shows it too.
         let id = study(&app, north, "Sleep", Status::Active);
