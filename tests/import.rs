@@ -925,7 +925,8 @@ on_both_backends!(
             let (status, page) = app.get_html(&browser(), &link_in(message)).await;
             assert_eq!(status, 200, "the e-mailed link is the one saved");
             assert!(
-                page.text("main").contains("Your invitation from North Clinic"),
+                page.text("main")
+                    .contains("Your invitation from North Clinic"),
                 "{}",
                 page.text("main")
             );
