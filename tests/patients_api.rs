@@ -747,6 +747,7 @@ on_both_backends!(
         assert_eq!(patient_actions(), ["patient.create"]);
         mel.get(&one(id)).await;
         mel.get(LIST).await;
+        app.wait_for_audit("patient.list", 1).await;
         let path = in_org(id, north);
         assert_eq!(mel.patch(&path, json!({"nameGiven": "P"})).await.0, 200);
         assert_eq!(mel.delete(&path).await, 204);

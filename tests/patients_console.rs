@@ -1122,6 +1122,7 @@ on_both_backends!(
         };
         assert!(events("patient.list").is_empty() && events("patient.read").is_empty());
         web.get(&list(north, "&q=smith")).await;
+        app.wait_for_audit("patient.list", 1).await;
         let listed = events("patient.list");
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert_eq!((listed[0].0, &listed[0].1), (Some(north), &None));

@@ -77,14 +77,18 @@ impl Audit {
     }
 }
 
-/// Token uses, recorded off the request path: a task writes whatever has queued up in one
-/// transaction, so a busy API pays one commit per batch instead of one per request. Each
-/// instance keeps its own queue; an event waits only while the previous batch commits.
+/// Events of reads (token uses, lists), recorded off the request path: a task writes whatever
+/// has queued up in one transaction, so a busy API pays one commit per batch instead of one
+/// per request. Each commit also makes every other connection start its next read with a cold
+/// cache (SQLite resets it when the database changed), so a batch waits `QUEUE_LINGER` for
+/// company before it is written. Each instance keeps its own queue.
 #[derive(Clone)]
 pub struct Queue(tokio::sync::mpsc::UnboundedSender<Audit>);
 
 /// Most events written in one transaction.
 const QUEUE_BATCH: usize = 1000;
+/// How long the first event of a batch waits for others.
+const QUEUE_LINGER: std::time::Duration = std::time::Duration::from_millis(25);
 
 impl Queue {
     pub fn start(db: crate::db::Db) -> Queue {
@@ -93,6 +97,15 @@ impl Queue {
             let mut batch = Vec::with_capacity(QUEUE_BATCH);
             // Waits for one event, then takes whatever else has queued, up to the limit.
             while rx.recv_many(&mut batch, QUEUE_BATCH).await > 0 {
+                if batch.len() < QUEUE_BATCH {
+                    tokio::time::sleep(QUEUE_LINGER).await;
+                    while batch.len() < QUEUE_BATCH {
+                        match rx.try_recv() {
+                            Ok(a) => batch.push(a),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 let events = std::mem::take(&mut batch);
                 let n = events.len();
                 let written = db

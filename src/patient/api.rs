@@ -164,15 +164,13 @@ async fn list(
             Ok((count, to_json(conn, &user, rows)?, shown))
         })
         .await?;
-    // Reads ran outside the write lock; only the audit row takes it.
+    // A read's audit row goes through the batched queue: a write per request would make
+    // every other connection start its next read with a cold cache.
     state
-        .db
-        .tx(move |conn| {
-            Audit::by(&user, "patient.list")
-                .detail(serde_json::json!({"organizationId": org_id, "studyId": study_id, "count": shown}))
-                .record(conn)
-        })
-        .await?;
+        .audit_queue
+        .push(Audit::by(&user, "patient.list").detail(
+            serde_json::json!({"organizationId": org_id, "studyId": study_id, "count": shown}),
+        ));
     Ok(HttpResponse::Ok().json(envelope(
         &req,
         &state.config.public_url,

@@ -301,18 +301,13 @@ async fn list_page(
             ))
         })
         .await?;
-    // Reads ran outside the write lock; only the audit row takes it.
+    // The read's audit row goes through the batched queue (see patient::api::list).
     if let Some((o, _)) = &org {
-        let (org_id, q_text, page) = (o.id, q.q.clone(), asked);
-        state
-            .db
-            .tx(move |conn| {
-                Audit::by(&user, "patient.list")
-                    .org(org_id)
-                    .detail(serde_json::json!({"q": q_text, "page": page}))
-                    .record(conn)
-            })
-            .await?;
+        state.audit_queue.push(
+            Audit::by(&user, "patient.list")
+                .org(o.id)
+                .detail(serde_json::json!({"q": q.q.clone(), "page": asked})),
+        );
     }
     if let Some(found) = found {
         add = found;

@@ -332,6 +332,21 @@ impl TestApp {
             .expect("audit")
     }
 
+    /// Waits (up to five seconds) until `action` has been recorded `n` times: reads are
+    /// audited through a queue that writes in batches.
+    pub async fn wait_for_audit(&self, action: &str, n: usize) {
+        for _ in 0..100 {
+            if self.audit_actions().iter().filter(|a| *a == action).count() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{action} was not recorded {n} times: {:?}",
+            self.audit_actions()
+        );
+    }
+
     pub fn raw_conn(&self) -> DbConnection {
         cohort::db::Manager::new(
             &self.state.config.database_url,
