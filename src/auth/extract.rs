@@ -122,7 +122,9 @@ impl FromRequest for CurrentUser {
                 let c2 = caller.clone();
                 let checked = state
                     .db
-                    .run(move |conn| super::token::check(conn, &c2.token, c2.ip.clone(), &c2.what))
+                    .quick(move |conn| {
+                        super::token::check(conn, &c2.token, c2.ip.clone(), &c2.what)
+                    })
                     .await?;
                 match checked {
                     super::token::Check::Valid {
@@ -242,6 +244,28 @@ impl Bearer {
                 path: req.path().to_string(),
             })
             .ok_or_else(|| AppError::Unauthenticated(NO_TOKEN.into()))
+    }
+
+    /// Checks the token and runs `f` for the caller in the same trip to the blocking pool
+    /// (a read: the token's rare writes, last-used time and refusals, take no write lock);
+    /// the use is queued for the audit log.
+    pub async fn read<T: Send + 'static>(
+        self,
+        state: &AppState,
+        f: impl FnOnce(&mut crate::db::DbConnection, &CurrentUser) -> Result<T, AppError>
+            + Send
+            + 'static,
+    ) -> Result<(CurrentUser, T), AppError> {
+        let (user, event, out) = state
+            .db
+            .run(move |conn| {
+                let (user, event) = self.authenticate(conn)??;
+                let out = f(conn, &user)?;
+                Ok((user, event, out))
+            })
+            .await?;
+        state.audit_queue.push(event);
+        Ok((user, out))
     }
 
     /// The caller, and the audit event of this use for `audit::Queue`; or the refusal, with

@@ -46,6 +46,7 @@ impl Manager {
     pub fn open(&self) -> Result<DbConnection, r2d2::Error> {
         match self.backend {
             Backend::Sqlite => {
+                sqlite_process_settings();
                 let mut c =
                     SqliteConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?;
                 // Foreign keys are off by default in SQLite; WAL lets readers run beside a writer.
@@ -67,6 +68,23 @@ impl Manager {
             )),
         }
     }
+}
+
+/// Process-wide SQLite settings, made once before the first connection. Memory statistics
+/// off: with them on, every allocation SQLite makes takes one global mutex, and connections
+/// on different threads queue on it.
+fn sqlite_process_settings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config may be called before SQLite initializes, and this is the
+        // first SQLite call of the process (guarded by ONCE, ahead of any open). If SQLite
+        // was initialized elsewhere first it returns SQLITE_MISUSE and changes nothing.
+        let rc =
+            unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0) };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(rc, "SQLite memory statistics stay on");
+        }
+    });
 }
 
 impl ManageConnection for Manager {
@@ -191,6 +209,22 @@ impl Db {
         })
         .await
         .map_err(|e| AppError::internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// `run` on the calling thread, for a short read (a few indexed lookups): no trip to the
+    /// blocking pool. Only where the pool has a connection to spare at once; otherwise, and
+    /// on PostgreSQL (a network round trip), it goes through `run`.
+    pub async fn quick<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.write_lock.is_some() {
+            if let Some(mut conn) = self.pool.try_get() {
+                return f(&mut conn);
+            }
+        }
+        self.run(f).await
     }
 
     /// Like `run`, inside one transaction: all or nothing. Use it for every write.

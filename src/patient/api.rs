@@ -118,7 +118,7 @@ struct ListQuery {
 
 async fn list(
     req: HttpRequest,
-    user: CurrentUser,
+    caller: crate::auth::Bearer,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
@@ -131,15 +131,13 @@ async fn list(
         .clone()
         .filter(|v| !v.is_empty());
     let terms = super::search::query_terms(query.q.as_deref().unwrap_or(""));
-    let u = user.clone();
-    let (count, results, shown) = state
-        .db
-        .run(move |conn| {
-            let user = u;
+    // The token is checked in the same trip to the database as the list.
+    let (user, (count, results, shown)) = caller
+        .read(&state, move |conn, user| {
             let org_ids = match study_id {
                 Some(s) => {
                     // A study the caller cannot see reads as missing, whatever else is asked.
-                    let (study, scope) = crate::study::authorize(conn, &user, s, Role::Viewer)?;
+                    let (study, scope) = crate::study::authorize(conn, user, s, Role::Viewer)?;
                     if org_id.is_some_and(|o| o != study.organization_id) {
                         return Err(AppError::invalid(
                             "studyId",
@@ -148,7 +146,7 @@ async fn list(
                     }
                     vec![scope.org_id()]
                 }
-                None => super::list_scope(conn, &user, org_id)?,
+                None => super::list_scope(conn, user, org_id)?,
             };
             let filter = ListFilter {
                 org_ids,
@@ -161,7 +159,7 @@ async fn list(
             let (rows, count) =
                 repo::list(conn, &filter, Sort::FamilyName, (page - 1) * size, size)?;
             let shown = rows.len();
-            Ok((count, to_json(conn, &user, rows)?, shown))
+            Ok((count, to_json(conn, user, rows)?, shown))
         })
         .await?;
     // A read's audit row goes through the batched queue: a write per request would make
