@@ -201,7 +201,7 @@ impl Application {
             Some(s) => Some(Oidc::new(s.clone(), &config.public_url)?),
             None => None,
         };
-        let db = Db::new(pool, &config.backend);
+        let db = Db::new(pool, &config.backend, &config.database_url);
         let audit_queue = crate::audit::Queue::start(db.clone());
         let state = web::Data::new(AppState {
             config,

@@ -183,15 +183,20 @@ pub struct Db {
     pub pool: Pool,
     /// SQLite has one writer at a time. Queuing writers here wakes the next one the moment the
     /// last commits; leaving it to SQLite's busy handler makes them sleep in steps of
-    /// milliseconds. PostgreSQL needs no such lock.
-    write_lock: Option<std::sync::Arc<std::sync::Mutex<()>>>,
+    /// milliseconds. The lock also holds the one connection every write goes through (opened
+    /// on first use, outside the pool): a commit empties the page cache of every other
+    /// connection, but not of the one that made it, so writes keep their index pages warm.
+    /// PostgreSQL needs no such lock.
+    write_lock: Option<std::sync::Arc<std::sync::Mutex<Option<DbConnection>>>>,
+    manager: std::sync::Arc<Manager>,
 }
 
 impl Db {
-    pub fn new(pool: Pool, backend: &Backend) -> Db {
+    pub fn new(pool: Pool, backend: &Backend, url: &str) -> Db {
         Db {
             pool,
             write_lock: (*backend == Backend::Sqlite).then(Default::default),
+            manager: std::sync::Arc::new(Manager::new(url, backend.clone())),
         }
     }
 
@@ -233,14 +238,24 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        let lock = self.write_lock.clone();
-        self.run(move |conn| {
-            let _turn = lock
-                .as_ref()
-                .map(|l| l.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let Some(lock) = self.write_lock.clone() else {
+            return self.run(move |conn| conn.transaction(f)).await;
+        };
+        let manager = self.manager.clone();
+        web::block(move || {
+            let mut writer = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let conn = match writer.as_mut() {
+                Some(c) => c,
+                None => writer.insert(
+                    manager
+                        .open()
+                        .map_err(|e| AppError::internal(format!("no database connection: {e}")))?,
+                ),
+            };
             conn.transaction(f)
         })
         .await
+        .map_err(|e| AppError::internal(format!("blocking task failed: {e}")))?
     }
 }
 
