@@ -244,6 +244,10 @@ impl Db {
         let manager = self.manager.clone();
         web::block(move || {
             let mut writer = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // A transaction cut short by a panic leaves its connection unusable: start afresh.
+            if writer.as_mut().is_some_and(|c| manager.has_broken(c)) {
+                *writer = None;
+            }
             let conn = match writer.as_mut() {
                 Some(c) => c,
                 None => writer.insert(
