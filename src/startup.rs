@@ -98,6 +98,11 @@ fn prepare_pool(config: &mut Config, command: bool) -> Result<db::Pool, String> 
     for m in &applied {
         tracing::info!(migration = %m, "applied migration");
     }
+    // Statistics a command (a large import) left stale are brought up to date before serving.
+    if !command {
+        db::refresh_statistics(&mut conn)
+            .map_err(|e| format!("cannot refresh the planner's statistics: {e}"))?;
+    }
     if config.secret_key.is_none() {
         config.secret_key = Some(resolve_secret(config, &mut conn)?);
     }

@@ -80,8 +80,8 @@ impl Audit {
 /// Events of reads (token uses, lists), recorded off the request path: a task writes whatever
 /// has queued up in one transaction, so a busy API pays one commit per batch instead of one
 /// per request. Each commit also makes every other connection start its next read with a cold
-/// cache (SQLite resets it when the database changed), so a batch waits `QUEUE_LINGER` for
-/// company before it is written. Each instance keeps its own queue.
+/// cache (SQLite resets it when the database changed), so there a batch waits `QUEUE_LINGER`
+/// for company before it is written. Each instance keeps its own queue.
 #[derive(Clone)]
 pub struct Queue(tokio::sync::mpsc::UnboundedSender<Audit>);
 
@@ -96,8 +96,10 @@ impl Queue {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(QUEUE_BATCH);
             // Waits for one event, then takes whatever else has queued, up to the limit.
+            // Only SQLite pays for a commit in the other connections' caches.
+            let linger = db.is_sqlite();
             while rx.recv_many(&mut batch, QUEUE_BATCH).await > 0 {
-                if batch.len() < QUEUE_BATCH {
+                if linger && batch.len() < QUEUE_BATCH {
                     tokio::time::sleep(QUEUE_LINGER).await;
                     while batch.len() < QUEUE_BATCH {
                         match rx.try_recv() {

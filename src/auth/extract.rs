@@ -246,9 +246,9 @@ impl Bearer {
             .ok_or_else(|| AppError::Unauthenticated(NO_TOKEN.into()))
     }
 
-    /// Checks the token and runs `f` for the caller in the same trip to the blocking pool
-    /// (a read: the token's rare writes, last-used time and refusals, take no write lock);
-    /// the use is queued for the audit log.
+    /// Checks the token and runs `f` for the caller in the same trip to the blocking pool.
+    /// That trip only reads: the token's writes (its last-used time once a minute, a refusal's
+    /// audit row) go through the write lock afterwards, and the use is queued for the log.
     pub async fn read<T: Send + 'static>(
         self,
         state: &AppState,
@@ -256,16 +256,50 @@ impl Bearer {
             + Send
             + 'static,
     ) -> Result<(CurrentUser, T), AppError> {
-        let (user, event, out) = state
+        let caller = self.clone();
+        let outcome = state
             .db
             .run(move |conn| {
-                let (user, event) = self.authenticate(conn)??;
-                let out = f(conn, &user)?;
-                Ok((user, event, out))
+                match super::token::check(conn, &caller.token, caller.ip.clone(), &caller.what)? {
+                    super::token::Check::Valid {
+                        account,
+                        token_id,
+                        touch,
+                    } => {
+                        let event = super::token::use_event(
+                            &account,
+                            token_id,
+                            caller.ip.clone(),
+                            &caller.what,
+                        );
+                        let user =
+                            CurrentUser::from_account(account, caller.ip.clone(), Some(token_id));
+                        limit_patient(&user, &caller.path)?;
+                        let out = f(conn, &user)?;
+                        Ok(Ok((user, event, out, touch.then_some(token_id))))
+                    }
+                    super::token::Check::Rejected(event) => Ok(Err(event)),
+                }
             })
             .await?;
-        state.audit_queue.push(event);
-        Ok((user, out))
+        match outcome {
+            Ok((user, event, out, touch)) => {
+                if let Some(token_id) = touch {
+                    state
+                        .db
+                        .tx(move |conn| super::token::touch(conn, token_id))
+                        .await?;
+                }
+                state.audit_queue.push(event);
+                Ok((user, out))
+            }
+            Err(event) => {
+                if let Some(event) = event {
+                    state.db.tx(move |conn| event.record(conn)).await?;
+                }
+                Err(AppError::Unauthenticated(BAD_TOKEN.into()))
+            }
+        }
     }
 
     /// The caller, and the audit event of this use for `audit::Queue`; or the refusal, with

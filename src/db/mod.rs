@@ -153,6 +153,18 @@ pub fn connect_sized(
         .map_err(|e| format!("DATABASE_URL: cannot build the connection pool: {e}"))
 }
 
+/// Brings the planner's statistics up to date for tables whose size changed a lot since they
+/// were last gathered (SQLite samples each index, so it stays quick on millions of rows).
+/// It writes: call it on the writer (inside `Db::tx`) or before serving. PostgreSQL's
+/// autovacuum does this by itself.
+pub fn refresh_statistics(conn: &mut DbConnection) -> Result<(), AppError> {
+    if let DbConnection::Sqlite(c) = conn {
+        c.batch_execute("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+            .map_err(AppError::from)?;
+    }
+    Ok(())
+}
+
 /// Applies pending migrations. On PostgreSQL an advisory lock makes concurrent instances
 /// take turns, so several can start at once.
 pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
@@ -214,6 +226,10 @@ impl Db {
         })
         .await
         .map_err(|e| AppError::internal(format!("blocking task failed: {e}")))?
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.write_lock.is_some()
     }
 
     /// `run` on the calling thread, for a short read (a few indexed lookups): no trip to the

@@ -472,6 +472,9 @@ pub fn commit(
         Some(s) if !imported.is_empty() => crate::study::enrol(conn, user, scope, s, &imported)?,
         _ => 0,
     };
+    // A large list can multiply the tables' sizes: the planner's statistics must follow, or
+    // every later write plans as if the tables were still small.
+    crate::db::refresh_statistics(conn)?;
     let invitations = match &opts.invite {
         Some((url, days)) => {
             crate::invitation::issue_many(conn, user, scope, &imported, true, url, *days)?
