@@ -13,6 +13,12 @@ pub fn now() -> NaiveDateTime {
 }
 
 /// A URL-safe random string carrying `bytes` bytes of entropy.
+/// A stored UTC time as the API writes it: RFC 3339, whole seconds, `Z`.
+pub fn rfc3339(t: NaiveDateTime) -> String {
+    t.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);

@@ -81,11 +81,6 @@ struct StudyConsentJson {
     scope_consents: Option<Vec<ScopeConsentJson>>,
 }
 
-fn rfc3339(t: chrono::NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn consents_json(
     conn: &mut DbConnection,
     user: &CurrentUser,
@@ -114,7 +109,7 @@ fn consents_json(
     let cell_json = |c: &super::Cell| ScopeConsentJson {
         code: (&c.scope).into(),
         consented: c.decision.map(|d| d.0),
-        consented_time: c.decision.map(|d| rfc3339(d.1)),
+        consented_time: c.decision.map(|d| crate::util::rfc3339(d.1)),
     };
     let mut consolidated: BTreeMap<i64, Scope> = BTreeMap::new();
     let (mut pending, mut responded) = (Vec::new(), Vec::new());

@@ -54,11 +54,6 @@ async fn me(user: CurrentUser, state: web::Data<AppState>) -> Result<HttpRespons
     Ok(HttpResponse::Ok().json(json))
 }
 
-fn stamp(t: chrono::NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// The answer to a request for fresh data.
 pub const NO_ACTION: &str = "IN_PROGRESS_NO_ACTION_NEEDED";
 pub const ACTION: &str = "PATIENT_ACTION_NEEDED";
@@ -204,8 +199,8 @@ async fn my_requests(
                         "id": rid,
                         "studyId": sid,
                         "studyName": name,
-                        "requestedAt": stamp(at),
-                        "seenAt": seen.map(stamp),
+                        "requestedAt": crate::util::rfc3339(at),
+                        "seenAt": seen.map(crate::util::rfc3339),
                         "scopes": granted.iter().filter(|g| g.0 == sid).map(|g| g.1.clone()).collect::<Vec<_>>(),
                     })
                 })

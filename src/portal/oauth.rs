@@ -112,11 +112,6 @@ pub fn challenge_of(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-fn stamp(t: NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// Redeems an invitation for a one-time code. 404 unknown, 410 expired, 403 cancelled,
 /// 409 already used; two apps racing for one link: one wins, the other gets 409.
 fn redeem_in(
@@ -203,7 +198,7 @@ fn redeem_in(
             "code": code,
         },
         "token_endpoint": format!("{public_url}/o/token/"),
-        "expires": stamp(expires),
+        "expires": crate::util::rfc3339(expires),
     }))
 }
 

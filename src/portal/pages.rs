@@ -560,10 +560,10 @@ fn join_page(
     } else {
         StatusCode::OK
     };
-    let mut study = study_views(t, std::slice::from_ref(offer))
+    // Only an active study's form is shown, so its view is never marked paused.
+    let study = study_views(t, std::slice::from_ref(offer))
         .pop()
         .expect("one offer, one view");
-    study.paused = false;
     render_status(
         status,
         JoinPage {
