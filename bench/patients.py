@@ -46,8 +46,10 @@ def run(binary, env, args, **kw):
     return subprocess.run([binary] + args, env=env, capture_output=True, text=True, check=True, **kw)
 
 
-def bench(backend, binary, patients, seconds, reuse=False):
-    data = tempfile.mkdtemp(prefix=f"cohort-bench-{backend}-")
+def bench(backend, binary, patients, seconds, reuse=False, keep=None, only=None):
+    data = keep or tempfile.mkdtemp(prefix=f"cohort-bench-{backend}-")
+    if keep and backend == "sqlite" and os.path.exists(os.path.join(keep, "seeded")):
+        reuse = True
     port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), "COHORT_ADDR": f"127.0.0.1:{port}",
            "COHORT_DATA_DIR": data, "RUST_LOG": "warn"}
@@ -58,11 +60,15 @@ def bench(backend, binary, patients, seconds, reuse=False):
         env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/cohort_bench"
     if reuse:
         org = "1"
-        print(f"[{backend}] reusing the seeded database cohort_bench")
+        if keep:
+            org = re.search(r"organization (\d+)", open(os.path.join(data, "seeded")).read()).group(1)
+        print(f"[{backend}] reusing the seeded database in {data if backend == 'sqlite' else 'cohort_bench'}")
     else:
         out = run(binary, env, ["seed-demo", "--patients", str(patients)], cwd=data).stdout.strip()
         print(f"[{backend}] seed: {out}")
         org = re.search(r"organization (\d+)", out).group(1)
+        if keep:
+            open(os.path.join(data, "seeded"), "w").write(out)
     proc = subprocess.Popen([binary, "serve"], env=env, cwd=data, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -85,8 +91,12 @@ def bench(backend, binary, patients, seconds, reuse=False):
             ("api   q='smith 1980'", f"/api/v1/patients?organization_id={org}&q=smith+1980", auth),
         ]
         for name, path, headers in cases:
+            if only and only not in name:
+                continue
             rps, p99, bad = wrk(base + path, seconds, headers)
             print(f"[{backend}] {name:32s} {rps:8,.0f} req/s  p99 {p99:7.2f} ms  non-2xx {bad}")
+        if only and only not in "api   POST /patients (creates)":
+            return
         lua = os.path.join(data, "create.lua")
         with open(lua, "w") as f:
             f.write(CREATE_LUA.replace("ORG", org).replace("RUN", str(time.time_ns())).replace("TOKEN", token))
@@ -98,7 +108,8 @@ def bench(backend, binary, patients, seconds, reuse=False):
     finally:
         proc.terminate()
         proc.wait()
-        shutil.rmtree(data, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def main():
@@ -108,10 +119,15 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--backend", default="both", choices=["sqlite", "postgres", "both"])
     ap.add_argument("--reuse", action="store_true", help="postgres only: measure the cohort_bench database as it is")
+    ap.add_argument("--keep", help="sqlite only: seed into this folder once and measure it again on later runs")
+    ap.add_argument("--only", help="run only the cases whose name contains this text")
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     for backend in (["sqlite", "postgres"] if a.backend == "both" else [a.backend]):
-        bench(backend, binary, a.patients, a.seconds, a.reuse and backend == "postgres")
+        keep = os.path.abspath(a.keep) if a.keep and backend == "sqlite" else None
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+        bench(backend, binary, a.patients, a.seconds, a.reuse and backend == "postgres", keep, a.only)
 
 
 if __name__ == "__main__":

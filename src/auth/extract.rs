@@ -249,39 +249,42 @@ impl Bearer {
     /// Checks the token and runs `f` for the caller in the same trip to the blocking pool.
     /// That trip only reads: the token's writes (its last-used time once a minute, a refusal's
     /// audit row) go through the write lock afterwards, and the use is queued for the log.
+    /// `short`: `f` is a few indexed lookups, so it may run on the calling thread when a
+    /// connection is free (see `Db::quick`) instead of taking the trip to the blocking pool.
     pub async fn read<T: Send + 'static>(
         self,
         state: &AppState,
+        short: bool,
         f: impl FnOnce(&mut crate::db::DbConnection, &CurrentUser) -> Result<T, AppError>
             + Send
             + 'static,
     ) -> Result<(CurrentUser, T), AppError> {
         let caller = self.clone();
-        let outcome = state
-            .db
-            .run(move |conn| {
-                match super::token::check(conn, &caller.token, caller.ip.clone(), &caller.what)? {
-                    super::token::Check::Valid {
-                        account,
-                        token_id,
-                        touch,
-                    } => {
-                        let event = super::token::use_event(
-                            &account,
-                            token_id,
-                            caller.ip.clone(),
-                            &caller.what,
-                        );
-                        let user =
-                            CurrentUser::from_account(account, caller.ip.clone(), Some(token_id));
-                        limit_patient(&user, &caller.path)?;
-                        let out = f(conn, &user)?;
-                        Ok(Ok((user, event, out, touch.then_some(token_id))))
-                    }
-                    super::token::Check::Rejected(event) => Ok(Err(event)),
-                }
-            })
-            .await?;
+        let work = move |conn: &mut crate::db::DbConnection| match super::token::check(
+            conn,
+            &caller.token,
+            caller.ip.clone(),
+            &caller.what,
+        )? {
+            super::token::Check::Valid {
+                account,
+                token_id,
+                touch,
+            } => {
+                let event =
+                    super::token::use_event(&account, token_id, caller.ip.clone(), &caller.what);
+                let user = CurrentUser::from_account(account, caller.ip.clone(), Some(token_id));
+                limit_patient(&user, &caller.path)?;
+                let out = f(conn, &user)?;
+                Ok(Ok((user, event, out, touch.then_some(token_id))))
+            }
+            super::token::Check::Rejected(event) => Ok(Err(event)),
+        };
+        let outcome = if short {
+            state.db.quick(work).await?
+        } else {
+            state.db.run(work).await?
+        };
         match outcome {
             Ok((user, event, out, touch)) => {
                 if let Some(token_id) = touch {

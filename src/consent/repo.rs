@@ -1,5 +1,6 @@
 //! SQL for consent decisions and the study review built on them: the only place it lives.
 
+use crate::db::InIds;
 use chrono::NaiveDateTime;
 use diesel::dsl::{exists, not};
 use diesel::prelude::*;
@@ -290,7 +291,7 @@ pub fn page(
         .limit(limit)
         .load(conn)?;
     let mut rows = patients::table
-        .filter(patients::id.eq_any(ids))
+        .filter(patients::id.in_ids(&ids))
         .select(Patient::as_select())
         .load::<Patient>(conn)?;
     rows.sort_by_key(|p| p.id);
@@ -358,7 +359,7 @@ pub fn scope_totals(conn: &mut DbConnection, study_id: i64) -> AppResult<Vec<(i6
 /// (study id, scope id, decisions) for several studies at once, from the counters.
 pub fn decided_of(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, i64, i64)>> {
     Ok(study_scope_counts::table
-        .filter(study_scope_counts::study_id.eq_any(study_ids))
+        .filter(study_scope_counts::study_id.in_ids(study_ids))
         .select((
             study_scope_counts::study_id,
             study_scope_counts::codeable_concept_id,

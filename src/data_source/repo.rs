@@ -1,5 +1,6 @@
 //! SQL for the data source catalogue (FHIR Device): the only place it lives.
 
+use crate::db::InIds;
 use diesel::prelude::*;
 
 use crate::db::schema::{codeable_concepts, data_source_scopes, data_sources, study_data_sources};
@@ -19,7 +20,7 @@ pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<DataSource>> {
 /// The ids among `ids` that name a data source.
 pub fn existing(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<i64>> {
     Ok(data_sources::table
-        .filter(data_sources::id.eq_any(ids.to_vec()))
+        .filter(data_sources::id.in_ids(ids))
         .select(data_sources::id)
         .load(conn)?)
 }
@@ -48,7 +49,7 @@ pub fn list(conn: &mut DbConnection, offset: i64, limit: i64) -> AppResult<(Vec<
 pub fn scopes_of(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<(i64, Scope)>> {
     Ok(data_source_scopes::table
         .inner_join(codeable_concepts::table)
-        .filter(data_source_scopes::data_source_id.eq_any(ids.to_vec()))
+        .filter(data_source_scopes::data_source_id.in_ids(ids))
         .select((data_source_scopes::data_source_id, Scope::as_select()))
         .order((data_source_scopes::data_source_id, codeable_concepts::id))
         .load(conn)?)

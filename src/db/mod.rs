@@ -2,7 +2,9 @@
 //! and `Db`, which runs blocking diesel work off the async executor.
 
 mod conn;
+mod ids;
 pub mod schema;
+mod writer;
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use conn::{DbConnection, MultiBackend};
+pub use ids::InIds;
 
 use crate::config::Backend;
 use crate::error::AppError;
@@ -83,6 +86,15 @@ fn sqlite_process_settings() {
             unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0) };
         if rc != libsqlite3_sys::SQLITE_OK {
             tracing::debug!(rc, "SQLite memory statistics stay on");
+        }
+        // Multi-thread mode: no mutex around each call on a connection (every step and every
+        // column read took and released one). Safe because a connection is only ever used by
+        // one thread at a time: the pool hands it out whole, and the writer sits behind a lock.
+        // SAFETY: as above.
+        let rc =
+            unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MULTITHREAD) };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(rc, "SQLite stays in serialized mode");
         }
     });
 }
@@ -193,22 +205,17 @@ pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
 #[derive(Clone)]
 pub struct Db {
     pub pool: Pool,
-    /// SQLite has one writer at a time. Queuing writers here wakes the next one the moment the
-    /// last commits; leaving it to SQLite's busy handler makes them sleep in steps of
-    /// milliseconds. The lock also holds the one connection every write goes through (opened
-    /// on first use, outside the pool): a commit empties the page cache of every other
-    /// connection, but not of the one that made it, so writes keep their index pages warm.
-    /// PostgreSQL needs no such lock.
-    write_lock: Option<std::sync::Arc<std::sync::Mutex<Option<DbConnection>>>>,
-    manager: std::sync::Arc<Manager>,
+    /// SQLite's one writer (see `writer`); PostgreSQL needs none.
+    writer: Option<std::sync::Arc<writer::Writer>>,
 }
 
 impl Db {
     pub fn new(pool: Pool, backend: &Backend, url: &str) -> Db {
+        let manager = std::sync::Arc::new(Manager::new(url, backend.clone()));
         Db {
             pool,
-            write_lock: (*backend == Backend::Sqlite).then(Default::default),
-            manager: std::sync::Arc::new(Manager::new(url, backend.clone())),
+            writer: (*backend == Backend::Sqlite)
+                .then(|| std::sync::Arc::new(writer::Writer::new(manager))),
         }
     }
 
@@ -229,7 +236,7 @@ impl Db {
     }
 
     pub fn is_sqlite(&self) -> bool {
-        self.write_lock.is_some()
+        self.writer.is_some()
     }
 
     /// `run` on the calling thread, for a short read (a few indexed lookups): no trip to the
@@ -240,7 +247,7 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        if self.write_lock.is_some() {
+        if self.writer.is_some() {
             if let Some(mut conn) = self.pool.try_get() {
                 return f(&mut conn);
             }
@@ -254,28 +261,10 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        let Some(lock) = self.write_lock.clone() else {
-            return self.run(move |conn| conn.transaction(f)).await;
-        };
-        let manager = self.manager.clone();
-        web::block(move || {
-            let mut writer = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            // A transaction cut short by a panic leaves its connection unusable: start afresh.
-            if writer.as_mut().is_some_and(|c| manager.has_broken(c)) {
-                *writer = None;
-            }
-            let conn = match writer.as_mut() {
-                Some(c) => c,
-                None => writer.insert(
-                    manager
-                        .open()
-                        .map_err(|e| AppError::internal(format!("no database connection: {e}")))?,
-                ),
-            };
-            conn.transaction(f)
-        })
-        .await
-        .map_err(|e| AppError::internal(format!("blocking task failed: {e}")))?
+        match &self.writer {
+            Some(writer) => writer.tx(f).await,
+            None => self.run(move |conn| conn.transaction(f)).await,
+        }
     }
 }
 

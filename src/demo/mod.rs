@@ -229,7 +229,7 @@ pub fn fake(rng: &mut StdRng, n: i64) -> FakePatient {
         .collect();
     let email = format!("{local}.{n}@example.org");
     let mrn = format!("MRN-{:08}", n);
-    let birth = birth_date.format("%Y-%m-%d").to_string();
+    let birth = birth_date.to_string();
     let terms = search::terms([
         family.as_str(),
         given.as_str(),

@@ -34,7 +34,7 @@ fn patient_resource(
         "telecom": telecom,
     });
     if let Some(d) = p.birth_date {
-        r["birthDate"] = json!(d.format("%Y-%m-%d").to_string());
+        r["birthDate"] = json!(d.to_string());
     }
     r
 }

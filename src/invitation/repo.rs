@@ -1,5 +1,6 @@
 //! SQL for invitations. Only a hash of each link's token is stored.
 
+use crate::db::InIds;
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
@@ -107,7 +108,7 @@ pub fn latest_in_org(
 ) -> AppResult<Vec<Invitation>> {
     let all: Vec<Invitation> = invitations::table
         .filter(invitations::organization_id.eq(org_id))
-        .filter(invitations::patient_id.eq_any(patient_ids.to_vec()))
+        .filter(invitations::patient_id.in_ids(patient_ids))
         .select(Invitation::as_select())
         .order((
             invitations::patient_id,

@@ -1,6 +1,7 @@
 //! SQL for observations: the only place it lives. Lists page by key along the indexes of
 //! migration 000005, so a page deep in ten million rows costs what the first one does.
 
+use crate::db::InIds;
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
@@ -339,7 +340,7 @@ fn few_patients(conn: &mut DbConnection, f: &Filter) -> AppResult<Option<Vec<i64
             .select(sp::patient_id)
             .into_boxed();
         if let Some(ids) = &set {
-            q = q.filter(sp::patient_id.eq_any(ids.clone()));
+            q = q.filter(sp::patient_id.in_ids(ids));
         }
         set = Some(q.limit(cap).load(conn)?);
     }
@@ -358,7 +359,7 @@ fn few_patients(conn: &mut DbConnection, f: &Filter) -> AppResult<Option<Vec<i64
             if ids.len() > MERGE_PATIENTS {
                 return Ok(None);
             }
-            q = q.filter(po::patient_id.eq_any(ids.clone()));
+            q = q.filter(po::patient_id.in_ids(ids));
         }
         set = Some(q.limit(cap).load(conn)?);
     }

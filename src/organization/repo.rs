@@ -1,5 +1,6 @@
 //! SQL for organizations and memberships; the only place it lives.
 
+use crate::db::InIds;
 use diesel::prelude::*;
 
 use super::model::{Member, NewMembership, NewOrganization, Organization};
@@ -21,7 +22,7 @@ pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Organization>>
 
 pub fn find_many(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Organization>> {
     Ok(organizations::table
-        .filter(organizations::id.eq_any(ids.to_vec()))
+        .filter(organizations::id.in_ids(ids))
         .select(Organization::as_select())
         .load(conn)?)
 }

@@ -93,7 +93,7 @@ pub fn to_json(
                 .collect(),
             name_family: p.name_family,
             name_given: p.name_given,
-            birth_date: p.birth_date.map(|d| d.format("%Y-%m-%d").to_string()),
+            birth_date: p.birth_date.map(|d| d.to_string()),
             telecom_phone: p.telecom_phone,
             telecom_email: p.telecom_email,
             organizations: orgs.remove(&p.id).unwrap_or_default(),
@@ -131,9 +131,11 @@ async fn list(
         .clone()
         .filter(|v| !v.is_empty());
     let terms = super::search::query_terms(query.q.as_deref().unwrap_or(""));
+    // A page near the start without a search is a few index lookups: no trip to the pool.
+    let short = terms.is_empty() && page * size <= 1000;
     // The token is checked in the same trip to the database as the list.
     let (user, (count, results, shown)) = caller
-        .read(&state, move |conn, user| {
+        .read(&state, short, move |conn, user| {
             let org_ids = match study_id {
                 Some(s) => {
                     // A study the caller cannot see reads as missing, whatever else is asked.
@@ -244,7 +246,7 @@ fn input_from(body: &Value, base: Option<&Patient>) -> Result<(PatientInput, boo
                 "birthDate",
                 "birth_date",
                 base.and_then(|p| p.birth_date)
-                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .map(|d| d.to_string())
                     .unwrap_or_default(),
             ),
             phone: keep(

@@ -471,10 +471,7 @@ impl PatientForm {
             email: p.telecom_email.clone(),
             name_family: p.name_family.clone(),
             name_given: p.name_given.clone(),
-            birth_date: p
-                .birth_date
-                .map(|d| d.format("%Y-%m-%d").to_string())
-                .unwrap_or_default(),
+            birth_date: p.birth_date.map(|d| d.to_string()).unwrap_or_default(),
             phone: p.telecom_phone.clone().unwrap_or_default(),
             identifiers: ids
                 .iter()

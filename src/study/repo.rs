@@ -1,6 +1,7 @@
 //! SQL for studies, their requested scopes, accepted data sources and enrolments: the only
 //! place it lives. Consent decisions are in `consent::repo`.
 
+use crate::db::InIds;
 use diesel::prelude::*;
 
 use super::model::{DataSource, Scope, Status, Study, ValidStudy};
@@ -208,7 +209,7 @@ pub fn requested(conn: &mut DbConnection, study_id: i64) -> AppResult<Vec<Scope>
 pub fn scope_requests(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, Scope)>> {
     Ok(study_scope_requests::table
         .inner_join(codeable_concepts::table)
-        .filter(study_scope_requests::study_id.eq_any(study_ids.to_vec()))
+        .filter(study_scope_requests::study_id.in_ids(study_ids))
         .select((study_scope_requests::study_id, Scope::as_select()))
         .order((study_scope_requests::study_id, codeable_concepts::id))
         .load(conn)?)
@@ -271,7 +272,7 @@ pub fn data_sources_of(
 ) -> AppResult<Vec<(i64, DataSource)>> {
     Ok(study_data_sources::table
         .inner_join(data_sources::table)
-        .filter(study_data_sources::study_id.eq_any(study_ids.to_vec()))
+        .filter(study_data_sources::study_id.in_ids(study_ids))
         .select((study_data_sources::study_id, DataSource::as_select()))
         .order((study_data_sources::study_id, data_sources::name))
         .load(conn)?)
@@ -391,7 +392,7 @@ pub fn active_names_among(
 ) -> AppResult<Vec<(i64, String)>> {
     Ok(study_patients::table
         .inner_join(studies::table)
-        .filter(study_patients::patient_id.eq_any(patient_ids.to_vec()))
+        .filter(study_patients::patient_id.in_ids(patient_ids))
         .filter(studies::organization_id.eq(org_id))
         .filter(studies::status.eq("active"))
         .select((study_patients::patient_id, studies::name))
@@ -406,7 +407,7 @@ pub fn active_names_among(
 /// Patients enrolled per study, from the counter the triggers keep.
 pub fn enrolled_counts(conn: &mut DbConnection, study_ids: &[i64]) -> AppResult<Vec<(i64, i64)>> {
     Ok(study_counts::table
-        .filter(study_counts::study_id.eq_any(study_ids.to_vec()))
+        .filter(study_counts::study_id.in_ids(study_ids))
         .select((study_counts::study_id, study_counts::enrolled))
         .load(conn)?)
 }

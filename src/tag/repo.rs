@@ -1,5 +1,6 @@
 //! SQL for tags.
 
+use crate::db::InIds;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
@@ -124,7 +125,7 @@ pub fn of_patients(
     Ok(patient_tags::table
         .inner_join(tags::table)
         .filter(tags::organization_id.eq(scope.org_id()))
-        .filter(patient_tags::patient_id.eq_any(ids.to_vec()))
+        .filter(patient_tags::patient_id.in_ids(ids))
         .select((patient_tags::patient_id, Tag::as_select()))
         .order(tags::name.asc())
         .load(conn)?)

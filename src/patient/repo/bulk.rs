@@ -76,11 +76,7 @@ pub fn insert_many(
                     user_ids.get(&p.email).copied().unwrap_or(-1),
                     quote(&p.name_family),
                     quote(&p.name_given),
-                    optional(
-                        p.birth_date
-                            .map(|d| d.format("%Y-%m-%d").to_string())
-                            .as_deref()
-                    ),
+                    optional(p.birth_date.map(|d| d.to_string()).as_deref()),
                     optional(p.phone.as_deref()),
                     quote(&p.email)
                 ));
@@ -106,10 +102,7 @@ pub fn insert_many(
                     idents.push_str(if idents.is_empty() { "" } else { "," });
                     idents.push_str(&format!("({pid},{},{})", quote(system), quote(value)));
                 }
-                let birth = p
-                    .birth_date
-                    .map(|d| d.format("%Y-%m-%d").to_string())
-                    .unwrap_or_default();
+                let birth = p.birth_date.map(|d| d.to_string()).unwrap_or_default();
                 let mut fields: Vec<&str> = vec![&p.name_family, &p.name_given, &p.email, &birth];
                 fields.extend(p.identifiers.iter().map(|(_, v)| v.as_str()));
                 for term in search::terms(fields) {

@@ -1,5 +1,6 @@
 //! Patient lists: filters, search through the term index, paging along covering indexes.
 
+use crate::db::InIds;
 use chrono::NaiveDateTime;
 use diesel::dsl::{exists, not};
 use diesel::prelude::*;
@@ -106,9 +107,10 @@ fn links(f: &ListFilter, matched: Option<&[i64]>) -> Links {
         Archived::All => q,
     };
     if let Some(ids) = matched {
-        q = q.filter(po::patient_id.eq_any(ids.to_vec()));
+        q = q.filter(po::patient_id.in_ids(ids));
     }
-    // Only when a search was too broad to resolve through the term index first.
+    // Terms the term index did not resolve: all of them when the search was too broad, or
+    // the broad ones beside a selective one (checked only on the rows it found).
     for t in &f.terms {
         q = q.filter(exists(
             patient_search_terms::table
@@ -222,12 +224,13 @@ pub fn list(
     let mut f = f.clone();
     let mut matched: Option<Vec<i64>> = None;
     if !f.terms.is_empty() {
-        if let Some(ids) = term_matches(conn, &f.terms)? {
+        if let Some((ids, broad)) = term_matches(conn, &f.terms)? {
             if ids.is_empty() {
                 return Ok((Vec::new(), 0));
             }
             matched = Some(ids);
-            f.terms.clear();
+            // Terms too broad for the index are checked on the rows the others found.
+            f.terms = broad;
         }
     }
     if f.org_ids.len() == 1 {
@@ -276,24 +279,115 @@ pub fn list(
 /// Above this many matches a search is broad enough that walking the list is cheaper.
 const MAX_TERM_MATCHES: usize = 20_000;
 
-/// The patients whose words start with every term, found by intersecting one index range
-/// per term; None when the search is too broad to be worth it.
-fn term_matches(conn: &mut DbConnection, terms: &[String]) -> AppResult<Option<Vec<i64>>> {
+/// A term whose words cover more patients than this is left to the walk (as a condition on
+/// the rows the other terms found), rather than read into memory.
+const MAX_TERM_RANGE: i64 = 100_000;
+
+/// Below this many candidates, the next term is checked against the candidates' own words
+/// (one index probe each) rather than by reading the term's whole range.
+const MAX_PROBES: usize = 1_000;
+
+/// The patients whose words start with every term, and the terms too broad to resolve
+/// through the index (left for the caller to check on those patients); None when the search
+/// as a whole is too broad to be worth it.
+fn term_matches(
+    conn: &mut DbConnection,
+    terms: &[String],
+) -> AppResult<Option<(Vec<i64>, Vec<String>)>> {
+    if matches!(conn, DbConnection::Postgres(_)) {
+        return Ok(term_matches_pg(conn, terms)?.map(|ids| (ids, Vec::new())));
+    }
+    // SQLite intersects sets through temporary b-trees, a few microseconds a row; a sorted
+    // list per term, merged here, costs a small fraction of that.
+    use patient_search_terms as pst;
+    let mut found: Option<Vec<i64>> = None;
+    let mut broad = Vec::new();
+    // Longest (most selective) terms come first.
+    for t in terms {
+        let range = pst::term
+            .ge(t.clone())
+            .and(pst::term.lt(search::prefix_end(t)));
+        let mut ids: Vec<i64> = match &found {
+            Some(c) if c.len() <= MAX_PROBES => pst::table
+                .filter(pst::patient_id.in_ids(c))
+                .filter(range)
+                .select(pst::patient_id)
+                .load(conn)?,
+            _ => match term_range(conn, t)? {
+                Some(ids) => ids,
+                None => {
+                    broad.push(t.clone());
+                    continue;
+                }
+            },
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        let next = match found.take() {
+            None => ids,
+            Some(c) => intersect(&c, &ids),
+        };
+        if next.is_empty() {
+            return Ok(Some((next, Vec::new())));
+        }
+        found = Some(next);
+    }
+    Ok(found
+        .filter(|ids| ids.len() <= MAX_TERM_MATCHES)
+        .map(|ids| (ids, broad)))
+}
+
+/// The patients with a word starting with `term` (unsorted, possibly repeated), or None when
+/// there are more than `MAX_TERM_RANGE` such words. SQLite hands them over as one string: a
+/// row per id through diesel costs several times the index scan itself.
+fn term_range(conn: &mut DbConnection, term: &str) -> AppResult<Option<Vec<i64>>> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    #[derive(QueryableByName)]
+    struct Ids {
+        #[diesel(sql_type = Nullable<Text>)]
+        ids: Option<String>,
+    }
+    let row: Ids = diesel::sql_query(
+        "SELECT group_concat(patient_id) AS ids FROM (SELECT patient_id FROM \
+         patient_search_terms WHERE term >= ? AND term < ? LIMIT ?)",
+    )
+    .bind::<Text, _>(term)
+    .bind::<Text, _>(search::prefix_end(term))
+    .bind::<BigInt, _>(MAX_TERM_RANGE + 1)
+    .get_result(conn)?;
+    let text = row.ids.unwrap_or_default();
+    let mut ids = Vec::with_capacity(text.len() / 7 + 1);
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        ids.push(
+            part.parse::<i64>()
+                .map_err(|e| crate::error::AppError::internal(format!("term index: {e}")))?,
+        );
+    }
+    Ok((ids.len() as i64 <= MAX_TERM_RANGE).then_some(ids))
+}
+
+/// The ids in both sorted, distinct lists.
+fn intersect(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    small
+        .iter()
+        .copied()
+        .filter(|id| large.binary_search(id).is_ok())
+        .collect()
+}
+
+/// PostgreSQL intersects the ranges itself, in a hash, without sending them over.
+fn term_matches_pg(conn: &mut DbConnection, terms: &[String]) -> AppResult<Option<Vec<i64>>> {
     use diesel::sql_types::{BigInt, Text};
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = BigInt)]
         patient_id: i64,
     }
-    let pg = matches!(conn, DbConnection::Postgres(_));
     let mut n = 0;
     let mut param = || {
         n += 1;
-        if pg {
-            format!("${n}")
-        } else {
-            "?".to_string()
-        }
+        format!("${n}")
     };
     let parts: Vec<String> = terms
         .iter()
@@ -399,7 +493,7 @@ fn kept_count(conn: &mut DbConnection, org_id: i64, archived: Archived) -> AppRe
 
 fn load_in_order(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Patient>> {
     let mut rows: Vec<Patient> = patients::table
-        .filter(patients::id.eq_any(ids.to_vec()))
+        .filter(patients::id.in_ids(ids))
         .select(Patient::as_select())
         .load(conn)?;
     rows.sort_by_key(|p| ids.iter().position(|i| *i == p.id));

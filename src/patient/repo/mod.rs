@@ -1,5 +1,6 @@
 //! SQL for patients: the only place it lives. Lists and search are in `list`.
 
+use crate::db::InIds;
 use chrono::NaiveDateTime;
 use diesel::dsl::exists;
 use diesel::prelude::*;
@@ -32,7 +33,7 @@ pub fn find(conn: &mut DbConnection, id: i64) -> AppResult<Option<Patient>> {
 /// Several patients by id, in id order.
 pub fn find_many(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Patient>> {
     Ok(patients::table
-        .filter(patients::id.eq_any(ids))
+        .filter(patients::id.in_ids(ids))
         .select(Patient::as_select())
         .order(patients::id)
         .load(conn)?)
@@ -48,7 +49,7 @@ pub fn find_by_email(conn: &mut DbConnection, email: &str) -> AppResult<Option<P
 
 pub fn identifiers(conn: &mut DbConnection, ids: &[i64]) -> AppResult<Vec<Identifier>> {
     Ok(patient_identifiers::table
-        .filter(patient_identifiers::patient_id.eq_any(ids.to_vec()))
+        .filter(patient_identifiers::patient_id.in_ids(ids))
         .select(Identifier::as_select())
         .order((patient_identifiers::patient_id, patient_identifiers::id))
         .load(conn)?)
@@ -62,7 +63,7 @@ pub fn organizations_of(
     use crate::db::schema::organizations;
     Ok(patient_organizations::table
         .inner_join(organizations::table)
-        .filter(patient_organizations::patient_id.eq_any(ids.to_vec()))
+        .filter(patient_organizations::patient_id.in_ids(ids))
         .select((
             patient_organizations::patient_id,
             Organization::as_select(),
@@ -214,10 +215,7 @@ pub fn set_email(conn: &mut DbConnection, id: i64, email: &str) -> AppResult<()>
 }
 
 fn write_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
-    let birth = p
-        .birth_date
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default();
+    let birth = p.birth_date.map(|d| d.to_string()).unwrap_or_default();
     let mut fields: Vec<&str> = vec![&p.name_family, &p.name_given, &p.email, &birth];
     fields.extend(p.identifiers.iter().map(|(_, v)| v.as_str()));
     diesel::delete(patient_search_terms::table.filter(patient_search_terms::patient_id.eq(id)))
