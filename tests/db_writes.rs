@@ -116,3 +116,86 @@ on_both_backends!(
         assert_eq!(names(&app), vec!["batch-after".to_string()]);
     }
 );
+
+on_both_backends!(
+    concurrent_creates_and_removals_keep_the_organizations_total_exact,
+    |app: TestApp| async move {
+        let (user, pid) = app.practitioner("mel@example.org", false);
+        let org = app.org("Counted", 0, &[(pid, "manager")]);
+        let token = app.token(user);
+        let client = script();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let (client, token, url) = (client.clone(), token.clone(), app.at("/api/v1/patients"));
+            tasks.push(actix_web::rt::spawn(async move {
+                let res = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({
+                        "organizationId": org,
+                        "telecomEmail": format!("p{i}@example.org"),
+                        "nameFamily": "Count",
+                        "nameGiven": format!("P{i}"),
+                        "birthDate": "1990-01-01",
+                    }))
+                    .send()
+                    .await
+                    .expect("create");
+                assert_eq!(res.status(), 201);
+                res.json::<serde_json::Value>().await.expect("json")["id"]
+                    .as_i64()
+                    .expect("id")
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.expect("task"));
+        }
+        let total = |client: reqwest::Client, token: String| {
+            let url = app.at(&format!("/api/v1/patients?organizationId={org}"));
+            async move {
+                let v: serde_json::Value = client
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("list")
+                    .json()
+                    .await
+                    .expect("json");
+                v["count"].as_i64().expect("count")
+            }
+        };
+        assert_eq!(total(client.clone(), token.clone()).await, 40);
+        // Ten removed from the organization at once: the total follows.
+        let mut removals = Vec::new();
+        for id in &ids[..10] {
+            let (client, token) = (client.clone(), token.clone());
+            let url = app.at(&format!("/api/v1/patients/{id}?organizationId={org}"));
+            removals.push(actix_web::rt::spawn(async move {
+                client
+                    .delete(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("remove")
+                    .status()
+                    .as_u16()
+            }));
+        }
+        for r in removals {
+            assert_eq!(r.await.expect("task"), 204);
+        }
+        assert_eq!(total(client.clone(), token.clone()).await, 30);
+        // Once its links are gone the organization can be deleted, its count with it.
+        let mut conn = app.conn();
+        diesel::sql_query(format!(
+            "DELETE FROM patient_organizations WHERE organization_id = {org}"
+        ))
+        .execute(&mut *conn)
+        .expect("links go");
+        diesel::sql_query(format!("DELETE FROM organizations WHERE id = {org}"))
+            .execute(&mut *conn)
+            .expect("organization goes");
+    }
+);

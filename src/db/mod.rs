@@ -66,9 +66,16 @@ impl Manager {
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(c))
             }
-            Backend::Postgres => Ok(DbConnection::Postgres(
-                PgConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?,
-            )),
+            Backend::Postgres => {
+                // libpq speaks TLS through OpenSSL, which by default frees its state in an
+                // exit handler while other threads may still hold connections: processes
+                // crashed on exit ("free(): invalid pointer" in OPENSSL_cleanup). Initialized
+                // here first, OpenSSL registers no such handler.
+                openssl_sys::init();
+                Ok(DbConnection::Postgres(
+                    PgConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?,
+                ))
+            }
         }
     }
 }

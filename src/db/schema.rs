@@ -377,10 +377,11 @@ diesel::table! {
 diesel::joinable!(patient_search_terms -> patients (patient_id));
 
 diesel::table! {
-    organization_patient_counts (organization_id) {
+    organization_patient_counts (organization_id, shard) {
         organization_id -> BigInt,
         active -> BigInt,
         archived -> BigInt,
+        shard -> Integer,
     }
 }
 

@@ -475,15 +475,17 @@ fn list_in_org(
     Ok((load_in_order(conn, &ids)?, total))
 }
 
-/// One organization's total, as the database keeps it by trigger: no rows are counted.
+/// One organization's total, as the database keeps it by trigger: no patients are counted,
+/// only the count's shards (one row on SQLite, at most 64 on PostgreSQL) are added up.
 fn kept_count(conn: &mut DbConnection, org_id: i64, archived: Archived) -> AppResult<i64> {
     use crate::db::schema::organization_patient_counts as counts;
-    let (active, archived_n): (i64, i64) = counts::table
-        .find(org_id)
+    let shards: Vec<(i64, i64)> = counts::table
+        .filter(counts::organization_id.eq(org_id))
         .select((counts::active, counts::archived))
-        .first(conn)
-        .optional()?
-        .unwrap_or((0, 0));
+        .load(conn)?;
+    let (active, archived_n) = shards
+        .into_iter()
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
     Ok(match archived {
         Archived::Active => active,
         Archived::Archived => archived_n,
