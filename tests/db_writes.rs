@@ -16,35 +16,19 @@ struct Name {
     name: String,
 }
 
+/// The project's own organization insert: a write with a row to show for it.
 fn insert_org(conn: &mut cohort::db::DbConnection, name: &str) -> Result<i64, AppError> {
-    let now = chrono::Utc::now().naive_utc();
-    use cohort::db::schema::organizations as o;
-    diesel::insert_into(o::table)
-        .values((
-            o::name.eq(name),
-            o::org_type.eq("other"),
-            o::part_of.eq(None::<i64>),
-            o::created_at.eq(now),
-            o::updated_at.eq(now),
-        ))
-        .execute(conn)?;
-    Ok(o::table
-        .filter(o::name.eq(name))
-        .select(o::id)
-        .first(conn)?)
+    cohort::organization::repo::create(conn, name, "team", 0, None)
 }
 
 fn names(app: &TestApp) -> Vec<String> {
     let mut conn = app.conn();
-    let mut v: Vec<String> =
-        diesel::sql_query("SELECT name FROM organizations WHERE name LIKE 'batch-%' ORDER BY name")
-            .load::<Name>(&mut *conn)
-            .expect("names")
-            .into_iter()
-            .map(|n| n.name)
-            .collect();
-    v.sort();
-    v
+    diesel::sql_query("SELECT name FROM organizations WHERE name LIKE 'batch-%' ORDER BY name")
+        .load::<Name>(&mut *conn)
+        .expect("names")
+        .into_iter()
+        .map(|n| n.name)
+        .collect()
 }
 
 on_both_backends!(

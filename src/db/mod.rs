@@ -67,17 +67,21 @@ impl Manager {
                 Ok(DbConnection::Sqlite(c))
             }
             Backend::Postgres => {
-                // libpq speaks TLS through OpenSSL, which by default frees its state in an
-                // exit handler while other threads may still hold connections: processes
-                // crashed on exit ("free(): invalid pointer" in OPENSSL_cleanup). Initialized
-                // here first, OpenSSL registers no such handler.
-                openssl_sys::init();
+                init_postgres_tls();
                 Ok(DbConnection::Postgres(
                     PgConnection::establish(&self.url).map_err(r2d2::Error::ConnectionError)?,
                 ))
             }
         }
     }
+}
+
+/// Call before the process's first PostgreSQL connection. libpq speaks TLS through OpenSSL,
+/// which by default frees its state in an exit handler while other threads may still hold
+/// connections: processes crashed on exit ("free(): invalid pointer" in OPENSSL_cleanup).
+/// Initialized here first, OpenSSL registers no such handler. Idempotent.
+pub fn init_postgres_tls() {
+    openssl_sys::init();
 }
 
 /// Process-wide SQLite settings, made once before the first connection. Memory statistics
@@ -254,7 +258,7 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        if self.writer.is_some() {
+        if self.is_sqlite() {
             if let Some(mut conn) = self.pool.try_get() {
                 return f(&mut conn);
             }

@@ -74,9 +74,8 @@ impl PgSchema {
                 .to_lowercase()
                 .replace(['-', '_'], "x")
         );
-        // OpenSSL without its exit handler, as the app sets it up (see `db::Manager::open`):
-        // this is the process's first PostgreSQL connection.
-        openssl_sys::init();
+        // This is the process's first PostgreSQL connection.
+        cohort::db::init_postgres_tls();
         let mut conn = diesel::PgConnection::establish(&base_url)
             .unwrap_or_else(|e| panic!("TEST_DATABASE_URL={base_url} does not connect: {e}"));
         conn.batch_execute(&format!("CREATE SCHEMA {name}"))
