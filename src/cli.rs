@@ -6,6 +6,15 @@ use crate::error::AppError;
 use crate::startup::{self, Application};
 use crate::{auth, practitioner};
 
+/// Prints a line to standard output. A reader that has gone away (`cohort ... | head -1`)
+/// is not an error: the work is done by the time anything is printed.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 const USAGE: &str = "\
 Usage: cohort [COMMAND]
 
@@ -39,11 +48,11 @@ pub fn main(args: Vec<String>) -> i32 {
     match words.as_slice() {
         [] | ["serve"] => serve(),
         ["help"] | ["--help"] | ["-h"] => {
-            println!("{USAGE}");
+            say!("{USAGE}");
             0
         }
         ["--version"] | ["version"] => {
-            println!("cohort {}", env!("CARGO_PKG_VERSION"));
+            say!("cohort {}", env!("CARGO_PKG_VERSION"));
             0
         }
         ["migrate"] => with_db(|_, _| Ok("Migrations are up to date.".to_string())),
@@ -109,9 +118,9 @@ fn serve() -> i32 {
         };
         let url = app.state.config.public_url.clone();
         tracing::info!(%url, "Cohort is serving");
-        println!("Cohort is serving at {url}");
+        say!("Cohort is serving at {url}");
         if let Some(link) = &app.admin_link {
-            println!(
+            say!(
                 "\nFirst run: administrator {} created. Sign in within 15 minutes by opening:\n{link}\n",
                 app.state.config.admin_email
             );
@@ -160,7 +169,7 @@ fn with_db_status(
     };
     match f(&mut conn, &config) {
         Ok((msg, status)) => {
-            println!("{msg}");
+            say!("{msg}");
             status
         }
         // An operator at a terminal gets the cause itself, not the console's apology.
@@ -340,6 +349,11 @@ fn import_patients(rest: &[&str]) -> i32 {
         }
         let table = crate::import::parse::read(&bytes, config.import_max_rows as usize)
             .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        // This process reads a large share of the database once. Through SQLite's page
+        // cache its memory stays bounded; mapped, every page it touched would stay resident.
+        if let crate::db::DbConnection::Sqlite(c) = conn {
+            diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA mmap_size = 0")?;
+        }
         let email = as_email
             .clone()
             .unwrap_or_else(|| config.admin_email.clone());
@@ -431,11 +445,11 @@ fn import_patients(rest: &[&str]) -> i32 {
     });
     match sent {
         Ok((n, failed)) if failed.is_empty() => {
-            println!("invitations sent: {n}");
+            say!("invitations sent: {n}");
             status
         }
         Ok((n, failed)) => {
-            println!(
+            say!(
                 "invitations sent: {}; not delivered: {}",
                 n - failed.len(),
                 failed.join(", ")

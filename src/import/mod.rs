@@ -121,7 +121,11 @@ type OnRecord = (
     Vec<(String, String)>,
 );
 
-/// What the database already knows about the file's e-mails and identifiers.
+/// Rows are looked up in the database this many at a time, so what is read of the
+/// patients on record is held for one slice of the file, never for all of it.
+const LOOKUP_ROWS: usize = 5000;
+
+/// What the database already knows about one slice of the file's e-mails and identifiers.
 struct Known {
     /// E-mail → (patient id, linked to this organization).
     patients: HashMap<String, (i64, bool)>,
@@ -135,8 +139,8 @@ struct Known {
 fn known(
     conn: &mut DbConnection,
     org_id: i64,
-    emails: &[String],
-    idents: &[(String, String)],
+    emails: &[&str],
+    values: &[&str],
 ) -> Result<Known, AppError> {
     let mut k = Known {
         patients: HashMap::new(),
@@ -144,9 +148,9 @@ fn known(
         identifiers: HashMap::new(),
         current: HashMap::new(),
     };
-    for chunk in emails.chunks(5000) {
+    if !emails.is_empty() {
         let found: Vec<(String, i64)> = patients::table
-            .filter(patients::telecom_email.eq_any(chunk))
+            .filter(patients::telecom_email.eq_any(emails))
             .select((patients::telecom_email, patients::id))
             .load(conn)?;
         let ids: Vec<i64> = found.iter().map(|(_, id)| *id).collect();
@@ -161,16 +165,15 @@ fn known(
             k.patients.insert(email, (id, here.contains(&id)));
         }
         let others: Vec<String> = users::table
-            .filter(users::email.eq_any(chunk))
+            .filter(users::email.eq_any(emails))
             .filter(users::user_type.ne("patient"))
             .select(users::email)
             .load(conn)?;
         k.practitioners.extend(others);
     }
-    let values: Vec<String> = idents.iter().map(|(_, v)| v.clone()).collect();
-    for chunk in values.chunks(5000) {
+    if !values.is_empty() {
         let held: Vec<(String, String, i64)> = patient_identifiers::table
-            .filter(patient_identifiers::value.eq_any(chunk))
+            .filter(patient_identifiers::value.eq_any(values))
             .select((
                 patient_identifiers::system,
                 patient_identifiers::value,
@@ -186,10 +189,10 @@ fn known(
         .filter(|(_, linked)| *linked)
         .map(|(id, _)| *id)
         .collect();
-    for chunk in here.chunks(5000) {
-        let rows = crate::patient::repo::find_many(conn, chunk)?;
+    if !here.is_empty() {
+        let rows = crate::patient::repo::find_many(conn, &here)?;
         let mut ids: HashMap<i64, Vec<(String, String)>> = HashMap::new();
-        for i in crate::patient::repo::identifiers(conn, chunk)? {
+        for i in crate::patient::repo::identifiers(conn, &here)? {
             ids.entry(i.patient_id)
                 .or_default()
                 .push((i.system, i.value));
@@ -211,6 +214,22 @@ fn known(
     Ok(k)
 }
 
+/// Which rows repeat a key of an earlier row: (the repeating row, the earliest row with
+/// that key), for `keys` given as (key, row). Sorting puts each key's rows together, in
+/// file order.
+fn repeats<K: Ord, R: Ord + Copy>(mut keys: Vec<(K, R)>) -> Vec<(R, R)> {
+    keys.sort_unstable();
+    let mut out = Vec::new();
+    let mut first: Option<(K, R)> = None;
+    for (key, row) in keys {
+        match &first {
+            Some((k, at)) if *k == key => out.push((row, *at)),
+            _ => first = Some((key, row)),
+        }
+    }
+    out
+}
+
 /// Checks every row of a file against the rules and the database; writes nothing.
 pub fn check(
     conn: &mut DbConnection,
@@ -221,13 +240,13 @@ pub fn check(
     check_known(conn, scope, table, today).map(|(p, _)| p)
 }
 
-/// `check`, also handing back what it read of the patients on record.
+/// `check`, also handing back what is on record of each patient the file updates.
 fn check_known(
     conn: &mut DbConnection,
     scope: &OrgScope,
     table: &Table,
     today: NaiveDate,
-) -> Result<(Preview, Known), AppError> {
+) -> Result<(Preview, HashMap<i64, OnRecord>), AppError> {
     // Checked one row at a time, so the file's text is never held twice.
     let valid: Vec<Result<ValidPatient, crate::error::FieldErrors>> = table
         .rows
@@ -253,55 +272,98 @@ fn check_known(
             crate::patient::validate(&input, today)
         })
         .collect();
-    let emails: Vec<String> = valid
-        .iter()
-        .filter_map(|v| v.as_ref().ok().map(|p| p.email.clone()))
-        .collect();
-    let idents: Vec<(String, String)> = valid
-        .iter()
-        .filter_map(|v| v.as_ref().ok())
-        .flat_map(|p| p.identifiers.clone())
-        .collect();
-    let k = known(conn, scope.org_id(), &emails, &idents)?;
-    let mut first_email: HashMap<String, u64> = HashMap::new();
-    let mut first_ident: HashMap<(String, String), u64> = HashMap::new();
+    // Rows repeating an earlier row's e-mail or identifier, as (row, first row's index).
+    let valid_rows = || {
+        valid
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().ok().map(|p| (i, p)))
+    };
+    let email_repeats: HashMap<usize, usize> =
+        repeats(valid_rows().map(|(i, p)| (p.email.as_str(), i)).collect())
+            .into_iter()
+            .collect();
+    // Keyed by (row, which of its identifiers).
+    let ident_repeats: HashMap<(usize, usize), usize> = repeats(
+        valid_rows()
+            .flat_map(|(i, p)| {
+                p.identifiers
+                    .iter()
+                    .enumerate()
+                    .map(move |(n, (s, v))| ((s.as_str(), v.as_str()), (i, n)))
+            })
+            .collect(),
+    )
+    .into_iter()
+    .map(|(at, (first, _))| (at, first))
+    .collect();
+    let line_of = |i: usize| table.rows[i].line;
     let mut rows = Vec::with_capacity(table.rows.len());
-    for (row, v) in table.rows.iter().zip(valid) {
-        let email = crate::util::normalize_email(row.get(Field::Email));
-        let outcome = match v {
-            Err(fields) => Err(fields
-                .into_iter()
-                .flat_map(|(f, msgs)| {
-                    let col = column(table, field_of(&f));
-                    msgs.into_iter().map(move |m| Problem {
-                        column: col.clone(),
-                        message: m,
+    let mut updates = HashMap::new();
+    let mut valid = valid.into_iter();
+    let mut at = 0;
+    while valid.len() > 0 {
+        let slice = &valid.as_slice()[..valid.len().min(LOOKUP_ROWS)];
+        let n = slice.len();
+        let emails: Vec<&str> = slice
+            .iter()
+            .filter_map(|v| v.as_ref().ok().map(|p| p.email.as_str()))
+            .collect();
+        let values: Vec<&str> = slice
+            .iter()
+            .filter_map(|v| v.as_ref().ok())
+            .flat_map(|p| p.identifiers.iter().map(|(_, v)| v.as_str()))
+            .collect();
+        let mut k = known(conn, scope.org_id(), &emails, &values)?;
+        for (i, v) in (at..at + n).zip(valid.by_ref()) {
+            let row = &table.rows[i];
+            let email = crate::util::normalize_email(row.get(Field::Email));
+            let outcome = match v {
+                Err(fields) => Err(fields
+                    .into_iter()
+                    .flat_map(|(f, msgs)| {
+                        let col = column(table, field_of(&f));
+                        msgs.into_iter().map(move |m| Problem {
+                            column: col.clone(),
+                            message: m,
+                        })
                     })
-                })
-                .collect()),
-            Ok(p) => classify(table, &k, &mut first_email, &mut first_ident, row.line, p),
-        };
-        rows.push(Checked {
-            line: row.line,
-            email,
-            outcome,
-        });
+                    .collect()),
+                Ok(p) => {
+                    let first_email = email_repeats.get(&i).map(|f| line_of(*f));
+                    let first_ident = |n: usize| ident_repeats.get(&(i, n)).map(|f| line_of(*f));
+                    classify(table, &k, first_email, first_ident, p)
+                }
+            };
+            if let Ok((Action::Update(id), _)) = &outcome {
+                if let Some(on_record) = k.current.remove(id) {
+                    updates.insert(*id, on_record);
+                }
+            }
+            rows.push(Checked {
+                line: row.line,
+                email,
+                outcome,
+            });
+        }
+        at += n;
     }
-    Ok((Preview { rows }, k))
+    Ok((Preview { rows }, updates))
 }
 
+/// What to do with a valid row. `first_email`: the line of an earlier row with the same
+/// e-mail; `first_ident(n)`: the same for the row's nth identifier.
 fn classify(
     table: &Table,
     k: &Known,
-    first_email: &mut HashMap<String, u64>,
-    first_ident: &mut HashMap<(String, String), u64>,
-    line: u64,
+    first_email: Option<u64>,
+    first_ident: impl Fn(usize) -> Option<u64>,
     p: ValidPatient,
 ) -> Result<(Action, ValidPatient), Vec<Problem>> {
     let mut problems = Vec::new();
     let email_col = column(table, Field::Email);
     let id_col = column(table, Field::Identifier);
-    if let Some(first) = first_email.get(&p.email) {
+    if let Some(first) = first_email {
         problems.push(Problem {
             column: email_col.clone(),
             message: format!(
@@ -309,8 +371,6 @@ fn classify(
                 p.email
             ),
         });
-    } else {
-        first_email.insert(p.email.clone(), line);
     }
     if k.practitioners.contains(&p.email) {
         problems.push(Problem {
@@ -319,14 +379,12 @@ fn classify(
         });
     }
     let existing = k.patients.get(&p.email).copied();
-    for ident in &p.identifiers {
-        if let Some(first) = first_ident.get(ident) {
+    for (n, ident) in p.identifiers.iter().enumerate() {
+        if let Some(first) = first_ident(n) {
             problems.push(Problem {
                 column: id_col.clone(),
                 message: format!("{} {} is also on line {first}.", ident.0, ident.1),
             });
-        } else {
-            first_ident.insert(ident.clone(), line);
         }
         if let Some(holder) = k.identifiers.get(ident) {
             if Some(*holder) != existing.map(|(id, _)| id) {
@@ -410,7 +468,7 @@ pub fn commit(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, AppError> {
     organization::require(scope, Role::Member)?;
-    let (preview, k) = check_known(conn, scope, table, today)?;
+    let (preview, on_record) = check_known(conn, scope, table, today)?;
     let invalid = preview.invalid().len();
     if invalid > 0 && !opts.skip_invalid {
         return Err(AppError::BadRequest(format!(
@@ -444,8 +502,7 @@ pub fn commit(
             }
             Ok((Action::Update(id), p)) => {
                 // What check() read of the record, in this same transaction.
-                let (_, _, birth_date, phone, held) = k
-                    .current
+                let (_, _, birth_date, phone, held) = on_record
                     .get(id)
                     .ok_or_else(|| AppError::not_found("Patient"))?;
                 let mut idents = held.clone();
@@ -532,4 +589,18 @@ pub fn summary(preview: &Preview) -> Vec<(&'static str, usize)> {
         ("unchanged", preview.unchanged()),
         ("rejected", preview.invalid().len()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repeats;
+
+    #[test]
+    fn repeats_point_each_later_row_at_the_first_with_its_key() {
+        let keys = vec![("b", 0), ("a", 1), ("b", 2), ("c", 3), ("b", 4), ("a", 5)];
+        let mut found = repeats(keys);
+        found.sort();
+        assert_eq!(found, vec![(2, 0), (4, 0), (5, 1)]);
+        assert!(repeats::<&str, usize>(Vec::new()).is_empty());
+    }
 }

@@ -84,19 +84,37 @@ impl Field {
 pub const REQUIRED: [Field; 3] = [Field::Email, Field::Family, Field::Given];
 
 /// One data row: its line in the file (of its first physical line) and its values, one
-/// per field in `Field::ALL` order (empty when the file has no such column).
+/// per field in `Field::ALL` order (empty when the file has no such column). The values
+/// share one allocation: a large file is held once, not once per cell.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub line: u64,
-    values: Box<[String]>,
+    text: Box<str>,
+    /// Where each field's value ends in `text`; it starts where the one before ends.
+    ends: [u32; Field::ALL.len()],
 }
 
 impl Row {
+    /// `values`: one per field, in `Field::ALL` order.
+    fn new<'a>(line: u64, values: impl Iterator<Item = &'a str>) -> Row {
+        let mut text = String::new();
+        let mut ends = [0u32; Field::ALL.len()];
+        for (end, v) in ends.iter_mut().zip(values) {
+            text.push_str(v);
+            // A file is far smaller than 4 GiB (its size is limited before it is read).
+            *end = text.len() as u32;
+        }
+        Row {
+            line,
+            text: text.into_boxed_str(),
+            ends,
+        }
+    }
+
     pub fn get(&self, f: Field) -> &str {
-        self.values
-            .get(f as usize)
-            .map(String::as_str)
-            .unwrap_or("")
+        let i = f as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.get(start..self.ends[i] as usize).unwrap_or("")
     }
 }
 
@@ -284,15 +302,12 @@ pub fn read(bytes: &[u8], max_rows: usize) -> Result<Table, FileError> {
         if rows.len() >= max_rows {
             return Err(FileError::TooManyRows { limit: max_rows });
         }
-        let values = Field::ALL
-            .iter()
-            .map(|f| match seen.get(f) {
-                Some(i) => record.get(*i).unwrap_or("").trim().to_string(),
-                None => String::new(),
-            })
-            .collect();
+        let values = Field::ALL.iter().map(|f| match seen.get(f) {
+            Some(i) => record.get(*i).unwrap_or("").trim(),
+            None => "",
+        });
         let line = record.position().map(|p| line_at(p.byte())).unwrap_or(line);
-        rows.push(Row { line, values });
+        rows.push(Row::new(line, values));
     }
     Ok(Table {
         delimiter,
