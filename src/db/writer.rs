@@ -4,16 +4,17 @@
 //! (opened on first use, outside the pool): a commit empties the page cache of every other
 //! connection but not of the one that made it, so writes keep their index pages warm.
 //!
-//! Writes that arrive while another is running queue up, and the next one to get the
-//! connection runs all of them in one transaction, each in its own savepoint, and commits
-//! once. A write that fails rolls back to its savepoint and leaves the others alone; a commit
-//! that fails fails them all, so nothing is reported done that is not on disk. Under load
-//! this turns many small commits (each writing its pages to the WAL) into a few large ones.
+//! Writes queue up, and one thread of the blocking pool at a time (the drainer) runs them:
+//! all that are queued in one transaction, each in its own savepoint, committed once, then
+//! the next lot, until the queue is empty. A write that fails rolls back to its savepoint
+//! and leaves the others alone; a commit that fails fails them all, so nothing is reported
+//! done that is not on disk. Under load this turns many small commits (each writing its
+//! pages to the WAL) into a few large ones, and a queued write costs its caller no thread
+//! of its own: the caller waits on a channel, not on the connection's lock.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use actix_web::web;
 use diesel::connection::Connection;
 use diesel::r2d2::ManageConnection;
 
@@ -28,8 +29,30 @@ type Job = Box<dyn FnOnce(&mut DbConnection) -> Deliver + Send>;
 
 pub struct Writer {
     conn: Mutex<Option<DbConnection>>,
-    pending: Mutex<Vec<Job>>,
+    pending: Mutex<Pending>,
     manager: Arc<Manager>,
+}
+
+#[derive(Default)]
+struct Pending {
+    jobs: Vec<Job>,
+    /// A drainer is running or about to: it will take every job queued before it stops.
+    draining: bool,
+}
+
+/// Marks the drainer gone however it ends. A drainer that panicked outside a write (opening
+/// the connection, committing) drops what is queued, so those callers hear of it at once
+/// and later writes start a new drainer.
+struct DrainerGone<'a>(&'a Writer);
+
+impl Drop for DrainerGone<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut p = lock(&self.0.pending);
+            p.jobs.clear();
+            p.draining = false;
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -40,7 +63,7 @@ impl Writer {
     pub fn new(manager: Arc<Manager>) -> Writer {
         Writer {
             conn: Mutex::new(None),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending::default()),
             manager,
         }
     }
@@ -62,24 +85,41 @@ impl Writer {
                 });
             })
         });
-        lock(&self.pending).push(job);
-        let me = self.clone();
-        web::block(move || me.drain())
-            .await
-            .map_err(|e| AppError::internal(format!("blocking task failed: {e}")))?;
+        let start = {
+            let mut p = lock(&self.pending);
+            p.jobs.push(job);
+            !std::mem::replace(&mut p.draining, true)
+        };
+        if start {
+            let me = self.clone();
+            // Detached: the outcome comes back through the channel.
+            drop(actix_web::rt::task::spawn_blocking(move || me.drain()));
+        }
         receive.await.map_err(|_| {
             AppError::internal("the write was abandoned; the server log says why".to_string())
         })?
     }
 
-    /// Takes the connection, then every queued write (its own among them, unless the one
-    /// before took it already), and runs them as one transaction.
+    /// Runs the queue in batches until it is empty, then stops; the next write starts a
+    /// new drainer.
     fn drain(&self) {
-        let mut guard = lock(&self.conn);
-        let jobs = std::mem::take(&mut *lock(&self.pending));
-        if jobs.is_empty() {
-            return;
+        let _gone = DrainerGone(self);
+        loop {
+            let jobs = {
+                let mut p = lock(&self.pending);
+                if p.jobs.is_empty() {
+                    p.draining = false;
+                    return;
+                }
+                std::mem::take(&mut p.jobs)
+            };
+            self.run_batch(jobs);
         }
+    }
+
+    /// Runs `jobs` as one transaction, each in its savepoint, and tells each caller.
+    fn run_batch(&self, jobs: Vec<Job>) {
+        let mut guard = lock(&self.conn);
         // A transaction cut short by a panic leaves its connection unusable: start afresh.
         if guard.as_mut().is_some_and(|c| self.manager.has_broken(c)) {
             *guard = None;

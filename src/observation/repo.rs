@@ -135,11 +135,24 @@ impl Sql {
         }
     }
 
+    /// The filter for a page: sets of patients or data types are checked row by row, by
+    /// key, as the list walks the index of its order. Starting from the set would sort
+    /// everything it holds, and an IN list would be built afresh for every page. (Small sets
+    /// of patients are merged per patient instead: see `page`.)
     fn filter(&mut self, f: &Filter) {
-        // Sets of patients or data types are checked row by row, by key, as the list walks
-        // the index of its order: starting from the set would sort everything it holds, and
-        // an IN list would be built afresh for every page. (Small sets of patients are merged
-        // per patient instead: see `page`.)
+        self.filter_as(f, false)
+    }
+
+    /// The filter for a count, which reads every matching row in no order: organizations
+    /// and studies as sets of patients (and a study's data types as a set), so the count
+    /// runs along the (patient, data type) index without reading a single row. Checking a
+    /// study row by row instead read each row for its patient: 2.8 s against 0.1 s for two
+    /// million observations.
+    fn filter_for_count(&mut self, f: &Filter) {
+        self.filter_as(f, true)
+    }
+
+    fn filter_as(&mut self, f: &Filter, as_sets: bool) {
         if let Some(orgs) = &f.orgs {
             let list = if orgs.is_empty() {
                 "NULL".to_string()
@@ -149,17 +162,30 @@ impl Sql {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            self.clauses.push(format!(
-                "EXISTS (SELECT 1 FROM patient_organizations po WHERE po.patient_id = o.patient_id AND po.organization_id IN ({list}))"
-            ));
+            self.clauses.push(if as_sets {
+                format!(
+                    "o.patient_id IN (SELECT po.patient_id FROM patient_organizations po WHERE po.organization_id IN ({list}))"
+                )
+            } else {
+                format!(
+                    "EXISTS (SELECT 1 FROM patient_organizations po WHERE po.patient_id = o.patient_id AND po.organization_id IN ({list}))"
+                )
+            });
         }
         if let Some(s) = f.study {
             let p = self.param(Bind::Int(s));
             let q = self.param(Bind::Int(s));
-            self.clauses.push(format!(
-                "EXISTS (SELECT 1 FROM study_patients sp WHERE sp.study_id = {p} AND sp.patient_id = o.patient_id) \
-                 AND EXISTS (SELECT 1 FROM study_scope_requests sr WHERE sr.study_id = {q} AND sr.codeable_concept_id = o.codeable_concept_id)"
-            ));
+            self.clauses.push(if as_sets {
+                format!(
+                    "o.patient_id IN (SELECT sp.patient_id FROM study_patients sp WHERE sp.study_id = {p}) \
+                     AND o.codeable_concept_id IN (SELECT sr.codeable_concept_id FROM study_scope_requests sr WHERE sr.study_id = {q})"
+                )
+            } else {
+                format!(
+                    "EXISTS (SELECT 1 FROM study_patients sp WHERE sp.study_id = {p} AND sp.patient_id = o.patient_id) \
+                     AND EXISTS (SELECT 1 FROM study_scope_requests sr WHERE sr.study_id = {q} AND sr.codeable_concept_id = o.codeable_concept_id)"
+                )
+            });
         }
         if let Some(p) = f.patient {
             let p = self.param(Bind::Int(p));
@@ -174,7 +200,7 @@ impl Sql {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            let pid = if self.pg {
+            let pid = if self.pg || as_sets {
                 "o.patient_id"
             } else {
                 "+o.patient_id"
@@ -397,7 +423,7 @@ pub fn count(conn: &mut DbConnection, f: &Filter) -> AppResult<i64> {
         n: i64,
     }
     let mut sql = Sql::new(conn);
-    sql.filter(f);
+    sql.filter_for_count(f);
     let text = format!(
         "SELECT COUNT(*) AS n FROM observations o{}",
         sql.where_clause()
