@@ -107,7 +107,42 @@ fn sqlite_process_settings() {
         if rc != libsqlite3_sys::SQLITE_OK {
             tracing::debug!(rc, "SQLite stays in serialized mode");
         }
+        // SAFETY: `stable_plans` has the entry point signature SQLite calls, and stays valid
+        // for the life of the process.
+        let rc = unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(stable_plans)) };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            tracing::warn!(rc, "SQLite statements will be compiled again on every use");
+        }
     });
+}
+
+/// Runs as each SQLite connection opens: turns on the query planner stability guarantee, so a
+/// statement's plan never depends on the values bound to it. Without it SQLite looks at the
+/// value bound to every `LIMIT ?` and `OFFSET ?` while planning, and then compiles the
+/// statement afresh each time new values are bound; diesel binds both (every `.first()`,
+/// every page), so its statement cache kept nothing and each lookup paid a full compile.
+/// The plans Cohort relies on come from its indexes, not from bound values (it keeps no
+/// per-value statistics and no partial indexes).
+unsafe extern "C" fn stable_plans(
+    db: *mut libsqlite3_sys::sqlite3,
+    _error: *mut *mut std::ffi::c_char,
+    _api: *const libsqlite3_sys::sqlite3_api_routines,
+) -> std::ffi::c_int {
+    // SAFETY: SQLite passes the connection it is opening; the option takes an int and an
+    // optional int* for the previous setting.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db,
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            std::ptr::null_mut::<std::ffi::c_int>(),
+        )
+    };
+    if rc != libsqlite3_sys::SQLITE_OK {
+        // Slower, not wrong: the connection still opens.
+        tracing::warn!(rc, "SQLite refused the query planner stability guarantee");
+    }
+    libsqlite3_sys::SQLITE_OK
 }
 
 impl ManageConnection for Manager {

@@ -468,9 +468,9 @@ pub fn identifiers_used(
 
 /// Adds observations in one statement per thousand; rows whose identifier is already taken
 /// are skipped. Returns (system, value) → new id for the rows that went in.
-pub fn insert_many(
+pub fn insert_many<R: std::borrow::Borrow<NewObservation>>(
     conn: &mut DbConnection,
-    rows: &[NewObservation],
+    rows: &[R],
 ) -> AppResult<HashMap<(String, String), i64>> {
     #[derive(QueryableByName)]
     struct Made {
@@ -513,16 +513,17 @@ pub fn insert_many(
         );
         let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
         for r in chunk {
+            let r: &NewObservation = r.borrow();
             q = q
                 .bind::<BigInt, _>(r.patient_id)
                 .bind::<BigInt, _>(r.codeable_concept_id)
                 .bind::<Nullable<BigInt>, _>(r.data_source_id)
-                .bind::<Text, _>(r.status.clone())
-                .bind::<Text, _>(r.identifier_system.clone())
-                .bind::<Text, _>(r.identifier_value.clone())
+                .bind::<Text, _>(r.status.as_str())
+                .bind::<Text, _>(r.identifier_system.as_str())
+                .bind::<Text, _>(r.identifier_value.as_str())
                 .bind::<Timestamp, _>(r.effective_start)
                 .bind::<Nullable<Timestamp>, _>(r.effective_end)
-                .bind::<Text, _>(r.omh_data.clone())
+                .bind::<Text, _>(r.omh_data.as_str())
                 .bind::<Timestamp, _>(r.at)
                 .bind::<Timestamp, _>(r.at);
         }

@@ -134,7 +134,7 @@ pub fn insert(conn: &mut DbConnection, p: &ValidPatient, org_id: i64) -> AppResu
             .execute(conn)?;
     }
     link(conn, id, org_id)?;
-    write_terms(conn, id, p)?;
+    insert_terms(conn, id, p)?;
     Ok(id)
 }
 
@@ -214,12 +214,18 @@ pub fn set_email(conn: &mut DbConnection, id: i64, email: &str) -> AppResult<()>
     write_terms(conn, id, &valid)
 }
 
+/// Replaces the patient's search words.
 fn write_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
+    diesel::delete(patient_search_terms::table.filter(patient_search_terms::patient_id.eq(id)))
+        .execute(conn)?;
+    insert_terms(conn, id, p)
+}
+
+/// Adds the search words of a patient that has none.
+fn insert_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
     let birth = p.birth_date.map(|d| d.to_string()).unwrap_or_default();
     let mut fields: Vec<&str> = vec![&p.name_family, &p.name_given, &p.email, &birth];
     fields.extend(p.identifiers.iter().map(|(_, v)| v.as_str()));
-    diesel::delete(patient_search_terms::table.filter(patient_search_terms::patient_id.eq(id)))
-        .execute(conn)?;
     for term in search::terms(fields) {
         diesel::insert_into(patient_search_terms::table)
             .values((
