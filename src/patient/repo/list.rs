@@ -355,15 +355,29 @@ fn term_range(conn: &mut DbConnection, term: &str) -> AppResult<Option<Vec<i64>>
     .bind::<Text, _>(search::prefix_end(term))
     .bind::<BigInt, _>(MAX_TERM_RANGE + 1)
     .get_result(conn)?;
-    let text = row.ids.unwrap_or_default();
-    let mut ids = Vec::with_capacity(text.len() / 7 + 1);
-    for part in text.split(',').filter(|p| !p.is_empty()) {
-        ids.push(
-            part.parse::<i64>()
-                .map_err(|e| crate::error::AppError::internal(format!("term index: {e}")))?,
-        );
-    }
+    let ids = parse_ids(row.ids.unwrap_or_default().as_bytes())
+        .ok_or_else(|| crate::error::AppError::internal("term index: an id is not a number"))?;
     Ok((ids.len() as i64 <= MAX_TERM_RANGE).then_some(ids))
+}
+
+/// The ids of a comma-separated list of non-negative integers, read byte by byte (a search
+/// reads tens of thousands of them); None if anything else is in it.
+fn parse_ids(text: &[u8]) -> Option<Vec<i64>> {
+    let mut ids = Vec::with_capacity(text.len() / 7 + 1);
+    for part in text.split(|b| *b == b',').filter(|p| !p.is_empty()) {
+        if part.len() > 18 {
+            return None;
+        }
+        let mut n: i64 = 0;
+        for b in part {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(b - b'0');
+        }
+        ids.push(n);
+    }
+    Some(ids)
 }
 
 /// The ids in both sorted, distinct lists.
@@ -512,4 +526,32 @@ pub fn sort_birth(d: Option<chrono::NaiveDate>) -> chrono::NaiveDate {
 /// How a patient sorts in lists: the name, folded for case and accents.
 pub fn sort_name(family: &str, given: &str) -> String {
     search::fold(&format!("{} {}", family.trim(), given.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_lists_parse_and_anything_else_is_refused() {
+        assert_eq!(parse_ids(b""), Some(vec![]));
+        assert_eq!(parse_ids(b"7"), Some(vec![7]));
+        assert_eq!(
+            parse_ids(b"12,3,999999999999"),
+            Some(vec![12, 3, 999_999_999_999])
+        );
+        assert_eq!(parse_ids(b"1,-2"), None);
+        assert_eq!(parse_ids(b"1,2x"), None);
+        assert_eq!(
+            parse_ids(b"1234567890123456789"),
+            None,
+            "more digits than fit"
+        );
+    }
+
+    #[test]
+    fn intersecting_keeps_the_ids_in_both() {
+        assert_eq!(intersect(&[1, 3, 5, 9], &[2, 3, 9, 10, 11]), vec![3, 9]);
+        assert_eq!(intersect(&[], &[1]), Vec::<i64>::new());
+    }
 }
