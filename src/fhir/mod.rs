@@ -104,8 +104,48 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     )
 }
 
+/// A UTC time as FHIR writes an instant: `2026-01-01T08:00:00+00:00`, with as many decimals
+/// as the time has (none, 3, 6 or 9), exactly as chrono's RFC 3339 form. Written digit by
+/// digit: an export writes three of these per observation, and chrono's formatter was a
+/// twentieth of the export's time.
 pub fn instant(t: NaiveDateTime) -> String {
-    t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, false)
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Years outside four digits and leap seconds: chrono knows their forms.
+        return t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    }
+    let mut s = String::with_capacity(35);
+    push_digits(&mut s, year as u32, 4);
+    for (before, n) in [
+        ('-', t.month()),
+        ('-', t.day()),
+        ('T', t.hour()),
+        (':', t.minute()),
+        (':', t.second()),
+    ] {
+        s.push(before);
+        push_digits(&mut s, n, 2);
+    }
+    if nanos != 0 {
+        s.push('.');
+        if nanos % 1_000_000 == 0 {
+            push_digits(&mut s, nanos / 1_000_000, 3);
+        } else if nanos % 1_000 == 0 {
+            push_digits(&mut s, nanos / 1_000, 6);
+        } else {
+            push_digits(&mut s, nanos, 9);
+        }
+    }
+    s.push_str("+00:00");
+    s
+}
+
+/// `n` in `width` decimal digits, zero-padded (n has no more digits than that).
+fn push_digits(s: &mut String, n: u32, width: u32) {
+    for p in (0..width).rev() {
+        s.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+    }
 }
 
 pub(crate) fn parse_id(s: &str, kind: &str) -> Result<i64, Fhir> {
@@ -316,4 +356,53 @@ async fn metadata(state: web::Data<AppState>) -> HttpResponse {
             "interaction": [{"code": "batch"}],
         }],
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_read_as_chrono_writes_them() {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
+        let mut times = vec![
+            chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap(),
+            chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+                .unwrap()
+                .and_hms_opt(23, 59, 59)
+                .unwrap(),
+            chrono::NaiveDate::from_ymd_opt(-44, 3, 15)
+                .unwrap()
+                .and_hms_opt(12, 0, 0)
+                .unwrap(),
+            chrono::NaiveDate::from_ymd_opt(12026, 3, 15)
+                .unwrap()
+                .and_hms_opt(12, 0, 0)
+                .unwrap(),
+            // A leap second.
+            day.and_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap(),
+        ];
+        for nanos in [
+            0,
+            1,
+            999,
+            1_000,
+            120_000,
+            5_000_000,
+            123_456_789,
+            999_999_999,
+        ] {
+            times.push(day.and_hms_nano_opt(8, 5, 9, nanos).unwrap());
+        }
+        for t in times {
+            assert_eq!(
+                instant(t),
+                t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, false),
+                "{t:?}"
+            );
+        }
+    }
 }
