@@ -365,23 +365,17 @@ mod tests {
     #[test]
     fn instants_read_as_chrono_writes_them() {
         let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
+        let at = |y, m, d, h| {
+            chrono::NaiveDate::from_ymd_opt(y, m, d)
+                .and_then(|d| d.and_hms_opt(h, 59, 59))
+                .unwrap()
+        };
         let mut times = vec![
-            chrono::NaiveDate::from_ymd_opt(1, 1, 1)
-                .unwrap()
-                .and_hms_opt(0, 0, 0)
-                .unwrap(),
-            chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
-                .unwrap()
-                .and_hms_opt(23, 59, 59)
-                .unwrap(),
-            chrono::NaiveDate::from_ymd_opt(-44, 3, 15)
-                .unwrap()
-                .and_hms_opt(12, 0, 0)
-                .unwrap(),
-            chrono::NaiveDate::from_ymd_opt(12026, 3, 15)
-                .unwrap()
-                .and_hms_opt(12, 0, 0)
-                .unwrap(),
+            at(1, 1, 1, 0),
+            at(9999, 12, 31, 23),
+            // Years chrono writes itself.
+            at(-44, 3, 15, 12),
+            at(12026, 3, 15, 12),
             // A leap second.
             day.and_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap(),
         ];
