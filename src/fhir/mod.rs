@@ -364,11 +364,11 @@ mod tests {
 
     #[test]
     fn instants_read_as_chrono_writes_them() {
-        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).expect("a real date");
         let at = |y, m, d, h| {
             chrono::NaiveDate::from_ymd_opt(y, m, d)
                 .and_then(|d| d.and_hms_opt(h, 59, 59))
-                .unwrap()
+                .expect("a real time")
         };
         let mut times = vec![
             at(1, 1, 1, 0),
@@ -377,7 +377,8 @@ mod tests {
             at(-44, 3, 15, 12),
             at(12026, 3, 15, 12),
             // A leap second.
-            day.and_hms_nano_opt(23, 59, 59, 1_500_000_000).unwrap(),
+            day.and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+                .expect("chrono's leap second"),
         ];
         for nanos in [
             0,
@@ -389,7 +390,7 @@ mod tests {
             123_456_789,
             999_999_999,
         ] {
-            times.push(day.and_hms_nano_opt(8, 5, 9, nanos).unwrap());
+            times.push(day.and_hms_nano_opt(8, 5, 9, nanos).expect("a real time"));
         }
         for t in times {
             assert_eq!(

@@ -691,7 +691,7 @@ mod tests {
         let d = decode(&[resource(code, &heart_rate(0))]);
         let r = d[0]
             .as_ref()
-            .unwrap()
+            .expect("one coding: decoded")
             .outcome
             .as_ref()
             .expect_err("not a blood pressure");

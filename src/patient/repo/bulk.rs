@@ -12,8 +12,7 @@ use diesel::sql_types::{Text, Timestamp};
 use serde::Serialize;
 
 use super::super::model::ValidPatient;
-use super::super::search;
-use super::{sort_birth, sort_name};
+use super::{search_terms, sort_birth, sort_name};
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::AppResult;
 use crate::util::now;
@@ -207,10 +206,7 @@ pub fn insert_many(
                 for (system, value) in &p.identifiers {
                     ident_rows.push(&(pid, system, value));
                 }
-                let birth = p.birth_date.map(|d| d.to_string()).unwrap_or_default();
-                let mut fields: Vec<&str> = vec![&p.name_family, &p.name_given, &p.email, &birth];
-                fields.extend(p.identifiers.iter().map(|(_, v)| v.as_str()));
-                chunk_terms.extend(search::terms(fields).into_iter().map(|t| (t, pid)));
+                chunk_terms.extend(search_terms(p).into_iter().map(|t| (t, pid)));
             }
             // In the order of the term index, so its inserts walk it once instead of jumping.
             chunk_terms.sort_unstable();

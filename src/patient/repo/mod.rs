@@ -221,12 +221,17 @@ fn write_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<
     insert_terms(conn, id, p)
 }
 
-/// Adds the search words of a patient that has none.
-fn insert_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
+/// The words a patient is found by: names, e-mail, birth date and identifier values.
+pub(super) fn search_terms(p: &ValidPatient) -> std::collections::BTreeSet<String> {
     let birth = p.birth_date.map(|d| d.to_string()).unwrap_or_default();
     let mut fields: Vec<&str> = vec![&p.name_family, &p.name_given, &p.email, &birth];
     fields.extend(p.identifiers.iter().map(|(_, v)| v.as_str()));
-    for term in search::terms(fields) {
+    search::terms(fields)
+}
+
+/// Adds the search words of a patient that has none.
+fn insert_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
+    for term in search_terms(p) {
         diesel::insert_into(patient_search_terms::table)
             .values((
                 patient_search_terms::patient_id.eq(id),
