@@ -33,7 +33,7 @@ pub fn decisions(
         out.extend(
             consents::table
                 .filter(consents::study_id.eq(study_id))
-                .filter(consents::patient_id.eq_any(chunk.to_vec()))
+                .filter(consents::patient_id.in_ids(chunk))
                 .select((
                     consents::patient_id,
                     consents::codeable_concept_id,

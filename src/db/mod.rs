@@ -4,6 +4,7 @@
 mod conn;
 mod ids;
 pub mod schema;
+pub mod sql;
 mod writer;
 
 use std::time::Duration;
@@ -15,7 +16,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use conn::{DbConnection, MultiBackend};
-pub use ids::InIds;
+pub use ids::{InIds, InTexts};
 
 use crate::config::Backend;
 use crate::error::AppError;
@@ -258,11 +259,12 @@ pub struct Db {
 impl Db {
     pub fn new(pool: Pool, backend: &Backend, url: &str) -> Db {
         let manager = std::sync::Arc::new(Manager::new(url, backend.clone()));
-        Db {
-            pool,
-            writer: (*backend == Backend::Sqlite)
-                .then(|| std::sync::Arc::new(writer::Writer::new(manager))),
-        }
+        let writer = (*backend == Backend::Sqlite).then(|| {
+            let w = std::sync::Arc::new(writer::Writer::new(manager));
+            w.start_checkpoints();
+            w
+        });
+        Db { pool, writer }
     }
 
     pub async fn run<T, F>(&self, f: F) -> Result<T, AppError>

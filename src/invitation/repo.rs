@@ -1,6 +1,6 @@
 //! SQL for invitations. Only a hash of each link's token is stored.
 
-use crate::db::InIds;
+use crate::db::{InIds, InTexts};
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
@@ -42,7 +42,7 @@ pub fn issue(
         invitations::table
             .filter(invitations::patient_id.eq(patient_id))
             .filter(invitations::organization_id.eq(org_id))
-            .filter(invitations::status.eq_any(["issued", "reissued"])),
+            .filter(invitations::status.in_texts(&["issued", "reissued"])),
     )
     .set((
         invitations::status.eq("cancelled"),

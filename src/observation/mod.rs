@@ -217,8 +217,11 @@ pub fn decode(resources: &[Value]) -> Vec<Option<Decoded>> {
             outcome: data_point(r, code),
         })
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if resources.len() < DECODE_SPLIT || threads < 2 {
+    if resources.len() < DECODE_SPLIT {
+        return resources.iter().map(one).collect();
+    }
+    let threads = cores();
+    if threads < 2 {
         return resources.iter().map(one).collect();
     }
     let per = resources.len().div_ceil(threads);
@@ -232,6 +235,13 @@ pub fn decode(resources: &[Value]) -> Vec<Option<Decoded>> {
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// The cores this process may use, read once: the standard library reads the cgroup's CPU
+/// quota from /proc and /sys on every call (three files opened).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Steps 7 and 8: the attachment's base64 JSON, and its OMH validity as `code`.

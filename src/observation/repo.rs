@@ -1,16 +1,17 @@
 //! SQL for observations: the only place it lives. Lists page by key along the indexes of
 //! migration 000005, so a page deep in ten million rows costs what the first one does.
 
-use crate::db::InIds;
+use crate::db::sql::{Sql, Value as Bound};
+use crate::db::{InIds, InTexts};
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Nullable, Text};
 
 use super::model::{NewObservation, Observation};
 use crate::db::schema::{codeable_concepts, consents, observations, studies};
-use crate::db::{DbConnection, MultiBackend};
+use crate::db::DbConnection;
 use crate::error::AppResult;
 
 /// Which observations a list or search holds. Every condition narrows it.
@@ -102,37 +103,29 @@ impl Key {
     }
 }
 
-enum Bind {
-    Int(i64),
-    Time(NaiveDateTime),
-}
-
-/// A WHERE clause with its parameters, numbered for PostgreSQL and `?` for SQLite.
-struct Sql {
+/// A WHERE clause with its bound values, each marked `?` in the text (see `db::sql`).
+struct Where {
     pg: bool,
-    n: usize,
     clauses: Vec<String>,
-    binds: Vec<Bind>,
+    binds: Vec<Bound<'static>>,
+    /// False once a clause holds values written into its text (a list of patients): such a
+    /// statement is prepared for its one run, not kept.
+    keep: bool,
 }
 
-impl Sql {
-    fn new(conn: &DbConnection) -> Sql {
-        Sql {
+impl Where {
+    fn new(conn: &DbConnection) -> Where {
+        Where {
             pg: matches!(conn, DbConnection::Postgres(_)),
-            n: 0,
             clauses: Vec::new(),
             binds: Vec::new(),
+            keep: true,
         }
     }
 
-    fn param(&mut self, b: Bind) -> String {
-        self.n += 1;
+    fn param(&mut self, b: Bound<'static>) -> &'static str {
         self.binds.push(b);
-        if self.pg {
-            format!("${}", self.n)
-        } else {
-            "?".into()
-        }
+        "?"
     }
 
     /// The filter for a page: sets of patients or data types are checked row by row, by
@@ -173,8 +166,8 @@ impl Sql {
             });
         }
         if let Some(s) = f.study {
-            let p = self.param(Bind::Int(s));
-            let q = self.param(Bind::Int(s));
+            let p = self.param(Bound::Int(s));
+            let q = self.param(Bound::Int(s));
             self.clauses.push(if as_sets {
                 format!(
                     "o.patient_id IN (SELECT sp.patient_id FROM study_patients sp WHERE sp.study_id = {p}) \
@@ -188,7 +181,7 @@ impl Sql {
             });
         }
         if let Some(p) = f.patient {
-            let p = self.param(Bind::Int(p));
+            let p = self.param(Bound::Int(p));
             self.clauses.push(format!("o.patient_id = {p}"));
         }
         if let Some(ids) = &f.patients {
@@ -206,9 +199,10 @@ impl Sql {
                 "+o.patient_id"
             };
             self.clauses.push(format!("{pid} IN ({list})"));
+            self.keep = false;
         }
         if let Some(c) = f.concept {
-            let p = self.param(Bind::Int(c));
+            let p = self.param(Bound::Int(c));
             self.clauses.push(format!("o.codeable_concept_id = {p}"));
         }
         for (value, op, col) in [
@@ -218,7 +212,7 @@ impl Sql {
             (f.updated_to, "<", "o.last_updated"),
         ] {
             if let Some(t) = value {
-                let p = self.param(Bind::Time(t));
+                let p = self.param(Bound::Time(t));
                 self.clauses.push(format!("{col} {op} {p}"));
             }
         }
@@ -234,15 +228,15 @@ impl Sql {
         };
         match (order.column(), key.at) {
             (Some(col), Some(at)) => {
-                let a = self.param(Bind::Time(at));
-                let b = self.param(Bind::Time(at));
-                let c = self.param(Bind::Int(key.id));
+                let a = self.param(Bound::Time(at));
+                let b = self.param(Bound::Time(at));
+                let c = self.param(Bound::Int(key.id));
                 self.clauses.push(format!(
                     "{col} {le} {a} AND ({col} {lt} {b} OR o.id {lt} {c})"
                 ));
             }
             _ => {
-                let a = self.param(Bind::Int(key.id));
+                let a = self.param(Bound::Int(key.id));
                 self.clauses.push(format!("o.id {lt} {a}"));
             }
         }
@@ -256,19 +250,13 @@ impl Sql {
         }
     }
 
-    fn query(
-        self,
-        sql: String,
-    ) -> diesel::query_builder::BoxedSqlQuery<'static, MultiBackend, diesel::query_builder::SqlQuery>
-    {
-        let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
-        for b in self.binds {
-            q = match b {
-                Bind::Int(v) => q.bind::<BigInt, _>(v),
-                Bind::Time(v) => q.bind::<Timestamp, _>(v),
-            };
-        }
-        q
+    fn query(self, text: String) -> Sql<'static> {
+        let q = if self.keep {
+            Sql::kept(text)
+        } else {
+            Sql::once(text)
+        };
+        self.binds.into_iter().fold(q, Sql::bind)
     }
 }
 
@@ -377,7 +365,7 @@ fn few_patients(conn: &mut DbConnection, f: &Filter) -> AppResult<Option<Vec<i64
             MERGE_PATIENTS as i64 + 1
         };
         let mut q = po::table
-            .filter(po::organization_id.eq_any(orgs.clone()))
+            .filter(po::organization_id.in_ids(orgs))
             .select(po::patient_id)
             .distinct()
             .into_boxed();
@@ -400,18 +388,18 @@ fn page_sql(
     offset: i64,
     limit: i64,
 ) -> AppResult<Vec<Observation>> {
-    let mut sql = Sql::new(conn);
+    let mut sql = Where::new(conn);
     sql.filter(f);
     if let Some(k) = after {
         sql.after(order, k);
     }
     let text = format!(
-        "SELECT {COLUMNS} FROM observations o{}{} LIMIT {} OFFSET {}",
+        "SELECT {COLUMNS} FROM observations o{}{} LIMIT ? OFFSET ?",
         sql.where_clause(),
         order_by(order),
-        limit.max(0),
-        offset.max(0)
     );
+    sql.param(Bound::Int(limit.max(0)));
+    sql.param(Bound::Int(offset.max(0)));
     Ok(sql.query(text).load::<Observation>(conn)?)
 }
 
@@ -422,7 +410,7 @@ pub fn count(conn: &mut DbConnection, f: &Filter) -> AppResult<i64> {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let mut sql = Sql::new(conn);
+    let mut sql = Where::new(conn);
     sql.filter_for_count(f);
     let text = format!(
         "SELECT COUNT(*) AS n FROM observations o{}",
@@ -453,7 +441,7 @@ pub fn identifiers_used(
         for chunk in values.chunks(500) {
             let found: Vec<(i64, Option<String>)> = observations::table
                 .filter(observations::identifier_system.eq(system))
-                .filter(observations::identifier_value.eq_any(chunk.to_vec()))
+                .filter(observations::identifier_value.in_texts(chunk))
                 .select((observations::id, observations::identifier_value))
                 .load(conn)?;
             for (id, v) in found {
@@ -465,6 +453,11 @@ pub fn identifiers_used(
     }
     Ok(out)
 }
+
+/// Rows in one INSERT statement.
+const INSERT_CHUNK: usize = 1000;
+/// INSERT statements of up to this many rows are kept prepared.
+const KEPT_ROWS: usize = 8;
 
 /// Adds observations in one statement per thousand; rows whose identifier is already taken
 /// are skipped. Returns (system, value) → new id for the rows that went in.
@@ -481,51 +474,41 @@ pub fn insert_many<R: std::borrow::Borrow<NewObservation>>(
         #[diesel(sql_type = Nullable<Text>)]
         identifier_value: Option<String>,
     }
-    let pg = matches!(conn, DbConnection::Postgres(_));
     let mut out = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(1000) {
-        let mut n = 0;
-        let mut values = String::with_capacity(chunk.len() * 60);
-        for (i, _) in chunk.iter().enumerate() {
-            if i > 0 {
-                values.push(',');
-            }
-            values.push('(');
-            for c in 0..11 {
-                if c > 0 {
-                    values.push(',');
-                }
-                n += 1;
-                if pg {
-                    values.push_str(&format!("${n}"));
-                } else {
-                    values.push('?');
-                }
-            }
-            values.push(')');
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut values = String::with_capacity(chunk.len() * 36);
+        for i in 0..chunk.len() {
+            values.push_str(if i > 0 { ",(" } else { "(" });
+            values.push_str("?,?,?,?,?,?,?,?,?,?,?)");
         }
-        let sql = format!(
+        let text = format!(
             "INSERT INTO observations (patient_id, codeable_concept_id, data_source_id, status, \
              identifier_system, identifier_value, effective_start, effective_end, omh_data, \
              created_at, last_updated) VALUES {values} \
              ON CONFLICT (identifier_system, identifier_value) DO NOTHING \
              RETURNING id, identifier_system, identifier_value"
         );
-        let mut q = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        // The statements of a few rows (single uploads) and of a full chunk (large batches)
+        // come back again and again; the sizes in between are prepared for their one run.
+        let mut q = if chunk.len() <= KEPT_ROWS || chunk.len() == INSERT_CHUNK {
+            Sql::kept(text)
+        } else {
+            Sql::once(text)
+        };
         for r in chunk {
             let r: &NewObservation = r.borrow();
             q = q
-                .bind::<BigInt, _>(r.patient_id)
-                .bind::<BigInt, _>(r.codeable_concept_id)
-                .bind::<Nullable<BigInt>, _>(r.data_source_id)
-                .bind::<Text, _>(r.status.as_str())
-                .bind::<Text, _>(r.identifier_system.as_str())
-                .bind::<Text, _>(r.identifier_value.as_str())
-                .bind::<Timestamp, _>(r.effective_start)
-                .bind::<Nullable<Timestamp>, _>(r.effective_end)
-                .bind::<Text, _>(r.omh_data.as_str())
-                .bind::<Timestamp, _>(r.at)
-                .bind::<Timestamp, _>(r.at);
+                .int(r.patient_id)
+                .int(r.codeable_concept_id)
+                .bind(Bound::OptInt(r.data_source_id))
+                .text(r.status.as_str())
+                .text(r.identifier_system.as_str())
+                .text(r.identifier_value.as_str())
+                .time(r.effective_start)
+                .bind(Bound::OptTime(r.effective_end))
+                .text(r.omh_data.as_str())
+                .time(r.at)
+                .time(r.at);
         }
         for m in q.load::<Made>(conn)? {
             if let (Some(s), Some(v)) = (m.identifier_system, m.identifier_value) {
@@ -569,7 +552,7 @@ pub fn organizations_of(
     for chunk in patient_ids.chunks(500) {
         out.extend(
             po::table
-                .filter(po::patient_id.eq_any(chunk.to_vec()))
+                .filter(po::patient_id.in_ids(chunk))
                 .select((po::patient_id, po::organization_id))
                 .load::<(i64, i64)>(conn)?,
         );
@@ -587,7 +570,7 @@ pub fn consents_of(
         out.extend(
             consents::table
                 .inner_join(studies::table)
-                .filter(consents::patient_id.eq_any(chunk.to_vec()))
+                .filter(consents::patient_id.in_ids(chunk))
                 .filter(consents::consented.eq(true))
                 .select((
                     consents::patient_id,

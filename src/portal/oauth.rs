@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::Audit;
 use crate::db::schema::{api_tokens, clients, invitations, oauth_grants, patients};
-use crate::db::DbConnection;
+use crate::db::{DbConnection, InTexts};
 use crate::error::{AppError, AppResult};
 use crate::startup::AppState;
 use crate::util::{constant_time_eq, now, random_token, sha256_hex};
@@ -145,7 +145,7 @@ fn redeem_in(
     let won = diesel::update(
         invitations::table
             .find(inv.id)
-            .filter(invitations::status.eq_any(["issued", "reissued"])),
+            .filter(invitations::status.in_texts(&["issued", "reissued"])),
     )
     .set((
         invitations::status.eq("redeemed"),

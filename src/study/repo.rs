@@ -52,7 +52,7 @@ pub fn list(
                 .filter(studies::organization_id.eq(*one))
                 .into_boxed(),
             many => studies::table
-                .filter(studies::organization_id.eq_any(many.to_vec()))
+                .filter(studies::organization_id.in_ids(many))
                 .into_boxed(),
         };
         if let Some(s) = status {
@@ -325,7 +325,7 @@ pub fn enrolled_among(
         out.extend(
             study_patients::table
                 .filter(study_patients::study_id.eq(study_id))
-                .filter(study_patients::patient_id.eq_any(chunk.to_vec()))
+                .filter(study_patients::patient_id.in_ids(chunk))
                 .select(study_patients::patient_id)
                 .load::<i64>(conn)?,
         );
@@ -360,13 +360,13 @@ pub fn unenrol(conn: &mut DbConnection, study_id: i64, patient_ids: &[i64]) -> A
         diesel::delete(
             consents::table
                 .filter(consents::study_id.eq(study_id))
-                .filter(consents::patient_id.eq_any(chunk.to_vec())),
+                .filter(consents::patient_id.in_ids(chunk)),
         )
         .execute(conn)?;
         removed += diesel::delete(
             study_patients::table
                 .filter(study_patients::study_id.eq(study_id))
-                .filter(study_patients::patient_id.eq_any(chunk.to_vec())),
+                .filter(study_patients::patient_id.in_ids(chunk)),
         )
         .execute(conn)?;
     }

@@ -71,7 +71,7 @@ pub fn linked_to_org(
         out.extend(
             patient_organizations::table
                 .filter(patient_organizations::organization_id.eq(scope.org_id()))
-                .filter(patient_organizations::patient_id.eq_any(chunk.to_vec()))
+                .filter(patient_organizations::patient_id.in_ids(chunk))
                 .select(patient_organizations::patient_id)
                 .load::<i64>(conn)?,
         );
@@ -85,7 +85,7 @@ pub fn add(conn: &mut DbConnection, tag_id: i64, ids: &[i64]) -> AppResult<usize
     for chunk in ids.chunks(5000) {
         let have: Vec<i64> = patient_tags::table
             .filter(patient_tags::tag_id.eq(tag_id))
-            .filter(patient_tags::patient_id.eq_any(chunk.to_vec()))
+            .filter(patient_tags::patient_id.in_ids(chunk))
             .select(patient_tags::patient_id)
             .load(conn)?;
         let t = now();
@@ -109,7 +109,7 @@ pub fn remove(conn: &mut DbConnection, tag_id: i64, ids: &[i64]) -> AppResult<us
         removed += diesel::delete(
             patient_tags::table
                 .filter(patient_tags::tag_id.eq(tag_id))
-                .filter(patient_tags::patient_id.eq_any(chunk.to_vec())),
+                .filter(patient_tags::patient_id.in_ids(chunk)),
         )
         .execute(conn)?;
     }

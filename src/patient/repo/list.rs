@@ -1,5 +1,6 @@
 //! Patient lists: filters, search through the term index, paging along covering indexes.
 
+use crate::db::sql::Sql;
 use crate::db::InIds;
 use chrono::NaiveDateTime;
 use diesel::dsl::{exists, not};
@@ -99,7 +100,7 @@ fn links(f: &ListFilter, matched: Option<&[i64]>) -> Links {
     // `= ANY(array)`, even of one element, and would sort the whole organization instead.
     q = match f.org_ids.as_slice() {
         [one] => q.filter(po::organization_id.eq(*one)),
-        many => q.filter(po::organization_id.eq_any(many.to_vec())),
+        many => q.filter(po::organization_id.in_ids(many)),
     };
     q = match f.archived {
         Archived::Active => q.filter(po::archived_at.is_null()),
@@ -341,19 +342,19 @@ fn term_matches(
 /// there are more than `MAX_TERM_RANGE` such words. SQLite hands them over as one string: a
 /// row per id through diesel costs several times the index scan itself.
 fn term_range(conn: &mut DbConnection, term: &str) -> AppResult<Option<Vec<i64>>> {
-    use diesel::sql_types::{BigInt, Nullable, Text};
+    use diesel::sql_types::{Nullable, Text};
     #[derive(QueryableByName)]
     struct Ids {
         #[diesel(sql_type = Nullable<Text>)]
         ids: Option<String>,
     }
-    let row: Ids = diesel::sql_query(
+    let row: Ids = Sql::kept(
         "SELECT group_concat(patient_id) AS ids FROM (SELECT patient_id FROM \
          patient_search_terms WHERE term >= ? AND term < ? LIMIT ?)",
     )
-    .bind::<Text, _>(term)
-    .bind::<Text, _>(search::prefix_end(term))
-    .bind::<BigInt, _>(MAX_TERM_RANGE + 1)
+    .text(term)
+    .text(search::prefix_end(term))
+    .int(MAX_TERM_RANGE + 1)
     .get_result(conn)?;
     let ids = parse_ids(row.ids.unwrap_or_default().as_bytes())
         .ok_or_else(|| crate::error::AppError::internal("term index: an id is not a number"))?;
@@ -392,37 +393,29 @@ fn intersect(a: &[i64], b: &[i64]) -> Vec<i64> {
 
 /// PostgreSQL intersects the ranges itself, in a hash, without sending them over.
 fn term_matches_pg(conn: &mut DbConnection, terms: &[String]) -> AppResult<Option<Vec<i64>>> {
-    use diesel::sql_types::{BigInt, Text};
+    use diesel::sql_types::BigInt;
     #[derive(QueryableByName)]
     struct Id {
         #[diesel(sql_type = BigInt)]
         patient_id: i64,
     }
-    let mut n = 0;
-    let mut param = || {
-        n += 1;
-        format!("${n}")
-    };
-    let parts: Vec<String> = terms
+    let parts: Vec<&str> = terms
         .iter()
-        .map(|_| {
-            format!(
-                "SELECT patient_id FROM patient_search_terms WHERE term >= {} AND term < {}",
-                param(),
-                param()
-            )
-        })
+        .map(|_| "SELECT patient_id FROM patient_search_terms WHERE term >= ? AND term < ?")
         .collect();
-    let sql = format!(
+    let text = format!(
         "{} LIMIT {}",
         parts.join(" INTERSECT "),
         MAX_TERM_MATCHES + 1
     );
-    let mut q = diesel::sql_query(sql).into_boxed::<crate::db::MultiBackend>();
+    // One statement per number of terms: kept for the usual few.
+    let mut q = if terms.len() <= 4 {
+        Sql::kept(text)
+    } else {
+        Sql::once(text)
+    };
     for t in terms {
-        q = q
-            .bind::<Text, _>(t.clone())
-            .bind::<Text, _>(search::prefix_end(t));
+        q = q.text(t.as_str()).text(search::prefix_end(t));
     }
     let ids: Vec<i64> = q
         .load::<Id>(conn)?

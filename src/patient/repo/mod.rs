@@ -258,7 +258,7 @@ pub fn linked_among(conn: &mut DbConnection, ids: &[i64], org_id: i64) -> AppRes
         out.extend(
             patient_organizations::table
                 .filter(patient_organizations::organization_id.eq(org_id))
-                .filter(patient_organizations::patient_id.eq_any(chunk.to_vec()))
+                .filter(patient_organizations::patient_id.in_ids(chunk))
                 .select(patient_organizations::patient_id)
                 .load::<i64>(conn)?,
         );
@@ -314,7 +314,7 @@ pub fn set_archived_many(
     for chunk in ids.chunks(5000) {
         let target = patient_organizations::table
             .filter(patient_organizations::organization_id.eq(org_id))
-            .filter(patient_organizations::patient_id.eq_any(chunk.to_vec()));
+            .filter(patient_organizations::patient_id.in_ids(chunk));
         n += if archived {
             diesel::update(target.filter(patient_organizations::archived_at.is_null()))
                 .set(patient_organizations::archived_at.eq(Some(now())))
