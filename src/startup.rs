@@ -232,7 +232,10 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let stopped = self.server.await;
+        // Reads noted just before the stop may still be queued: written before exiting.
+        self.state.audit_queue.flush().await;
+        stopped
     }
 }
 

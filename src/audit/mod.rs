@@ -83,7 +83,13 @@ impl Audit {
 /// cache (SQLite resets it when the database changed), so there a batch waits `QUEUE_LINGER`
 /// for company before it is written. Each instance keeps its own queue.
 #[derive(Clone)]
-pub struct Queue(tokio::sync::mpsc::UnboundedSender<Audit>);
+pub struct Queue(tokio::sync::mpsc::UnboundedSender<Item>);
+
+enum Item {
+    Event(Audit),
+    /// Write what is queued now, without waiting for company, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
 
 /// Most events written in one transaction.
 const QUEUE_BATCH: usize = 1000;
@@ -92,34 +98,47 @@ const QUEUE_LINGER: std::time::Duration = std::time::Duration::from_millis(25);
 
 impl Queue {
     pub fn start(db: crate::db::Db) -> Queue {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Audit>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Item>();
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(QUEUE_BATCH);
+            let mut items = Vec::with_capacity(QUEUE_BATCH);
             // Waits for one event, then takes whatever else has queued, up to the limit.
             // Only SQLite pays for a commit in the other connections' caches.
             let linger = db.is_sqlite();
-            while rx.recv_many(&mut batch, QUEUE_BATCH).await > 0 {
-                if linger && batch.len() < QUEUE_BATCH {
+            while rx.recv_many(&mut items, QUEUE_BATCH).await > 0 {
+                let flushing = |items: &[Item]| items.iter().any(|i| matches!(i, Item::Flush(_)));
+                if linger && items.len() < QUEUE_BATCH && !flushing(&items) {
                     tokio::time::sleep(QUEUE_LINGER).await;
-                    while batch.len() < QUEUE_BATCH {
+                    while items.len() < QUEUE_BATCH {
                         match rx.try_recv() {
-                            Ok(a) => batch.push(a),
+                            Ok(i) => items.push(i),
                             Err(_) => break,
                         }
                     }
                 }
-                let events = std::mem::take(&mut batch);
+                let mut events = Vec::with_capacity(items.len());
+                let mut waiting = Vec::new();
+                for i in items.drain(..) {
+                    match i {
+                        Item::Event(a) => events.push(a),
+                        Item::Flush(done) => waiting.push(done),
+                    }
+                }
                 let n = events.len();
-                let written = db
-                    .tx(move |conn| {
-                        for a in events {
-                            a.record(conn)?;
-                        }
-                        Ok(())
-                    })
-                    .await;
-                if let Err(e) = written {
-                    tracing::error!(error = %e, events = n, "audit events could not be written");
+                if n > 0 {
+                    let written = db
+                        .tx(move |conn| {
+                            for a in events {
+                                a.record(conn)?;
+                            }
+                            Ok(())
+                        })
+                        .await;
+                    if let Err(e) = written {
+                        tracing::error!(error = %e, events = n, "audit events could not be written");
+                    }
+                }
+                for done in waiting {
+                    let _ = done.send(());
                 }
             }
         });
@@ -127,8 +146,57 @@ impl Queue {
     }
 
     pub fn push(&self, a: Audit) {
-        if let Err(e) = self.0.send(a) {
-            tracing::error!(action = %e.0.action, "audit queue closed; event lost");
+        if let Err(e) = self.0.send(Item::Event(a)) {
+            if let Item::Event(a) = e.0 {
+                tracing::error!(action = %a.action, "audit queue closed; event lost");
+            }
         }
+    }
+
+    /// Returns once every event pushed before the call is written (or failed to be): the
+    /// server calls it when it stops, so a shutdown loses none of them.
+    pub async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.0.send(Item::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Backend;
+    use crate::db::schema::audit_events;
+    use diesel::prelude::*;
+
+    #[test]
+    fn a_flush_returns_once_the_queued_events_are_written() {
+        let dir = std::env::temp_dir().join(format!("cohort-audit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        let url = dir.join("db.sqlite3").to_string_lossy().to_string();
+        let pool = crate::db::connect(&url, Backend::Sqlite).expect("a pool");
+        crate::db::migrate(&mut pool.get().expect("a connection")).expect("migrations");
+        let db = crate::db::Db::new(pool.clone(), &Backend::Sqlite, &url);
+        let count = || -> i64 {
+            audit_events::table
+                .filter(audit_events::action.eq("test.flush"))
+                .count()
+                .get_result(&mut *pool.get().expect("a connection"))
+                .expect("a count")
+        };
+        actix_web::rt::System::new().block_on(async {
+            let queue = Queue::start(db);
+            for _ in 0..5 {
+                queue.push(Audit::system("test.flush"));
+            }
+            // Well inside the queue's linger: nothing would be written yet without the flush.
+            queue.flush().await;
+            assert_eq!(count(), 5);
+            // A flush with nothing queued returns too.
+            queue.flush().await;
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
