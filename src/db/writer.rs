@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use diesel::connection::Connection;
+use diesel::connection::{Connection, SimpleConnection};
 use diesel::r2d2::ManageConnection;
 
 use super::{DbConnection, Manager};
@@ -159,16 +159,13 @@ impl Writer {
         if guard.as_mut().is_some_and(|c| self.manager.has_broken(c)) {
             *guard = None;
         }
-        let conn = match guard.as_mut() {
-            Some(c) => c,
-            None => match self.open() {
-                Ok(c) => guard.insert(c),
-                Err(e) => {
-                    // Dropping the jobs tells their callers the write did not happen.
-                    tracing::error!("no database connection for writing: {e}");
-                    return;
-                }
-            },
+        let conn = match open_or_reuse(&mut guard, || self.open()) {
+            Ok(c) => c,
+            Err(e) => {
+                // Dropping the jobs tells their callers the write did not happen.
+                tracing::error!("no database connection for writing: {e}");
+                return;
+            }
         };
         let mut delivers: Vec<Deliver> = Vec::with_capacity(jobs.len());
         let mut panicked = false;
@@ -205,12 +202,9 @@ impl Writer {
             deliver(failed.clone());
         }
     }
-}
 
-impl Writer {
     /// The writer's connection; with a checkpointer running, it checkpoints only as a fallback.
     fn open(&self) -> Result<DbConnection, String> {
-        use diesel::connection::SimpleConnection;
         let mut c = self.manager.open().map_err(|e| e.to_string())?;
         if self.background_checkpoints.load(Ordering::SeqCst) {
             c.batch_execute(&format!(
@@ -222,9 +216,19 @@ impl Writer {
     }
 }
 
+/// The connection in `slot`, opened first if there is none.
+fn open_or_reuse(
+    slot: &mut Option<DbConnection>,
+    open: impl FnOnce() -> Result<DbConnection, String>,
+) -> Result<&mut DbConnection, String> {
+    match slot {
+        Some(c) => Ok(c),
+        None => Ok(slot.insert(open()?)),
+    }
+}
+
 /// The checkpointer's loop: ends when the writer is gone.
 fn checkpoints(writer: Weak<Writer>) {
-    use diesel::connection::SimpleConnection;
     let mut conn: Option<DbConnection> = None;
     let mut seen = 0;
     loop {
@@ -240,15 +244,12 @@ fn checkpoints(writer: Weak<Writer>) {
                 w.manager.clone()
             }
         };
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match manager.open() {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    tracing::warn!("no connection to checkpoint with: {e}");
-                    continue;
-                }
-            },
+        let c = match open_or_reuse(&mut conn, || manager.open().map_err(|e| e.to_string())) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("no connection to checkpoint with: {e}");
+                continue;
+            }
         };
         if let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
             // Busy (another checkpoint is running) or worse: try again on a fresh connection.
@@ -262,7 +263,6 @@ fn checkpoints(writer: Weak<Writer>) {
 mod tests {
     use super::*;
     use crate::config::Backend;
-    use diesel::connection::SimpleConnection;
 
     /// (frames in the WAL, frames already copied into the database), read from the WAL index
     /// (the -shm file) without taking part: a checkpoint of our own would change them.

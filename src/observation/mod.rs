@@ -217,13 +217,11 @@ pub fn decode(resources: &[Value]) -> Vec<Option<Decoded>> {
             outcome: data_point(r, code),
         })
     };
-    if resources.len() < DECODE_SPLIT {
+    // The size first: a single upload never asks for the core count.
+    if resources.len() < DECODE_SPLIT || cores() < 2 {
         return resources.iter().map(one).collect();
     }
     let threads = cores();
-    if threads < 2 {
-        return resources.iter().map(one).collect();
-    }
     let per = resources.len().div_ceil(threads);
     std::thread::scope(|s| {
         let parts: Vec<_> = resources
