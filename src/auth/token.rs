@@ -6,6 +6,7 @@ use diesel::prelude::*;
 
 use crate::audit::Audit;
 use crate::db::schema::{api_tokens, patients, practitioners, users};
+use crate::db::time::OptStamp;
 use crate::db::DbConnection;
 use crate::error::AppResult;
 use crate::practitioner::model::{Account, User};
@@ -74,8 +75,8 @@ pub fn check(
     // The token and its holder's account in one query.
     type Found = (
         i64,
-        Option<NaiveDateTime>,
-        Option<NaiveDateTime>,
+        OptStamp,
+        OptStamp,
         crate::practitioner::repo::AccountRow,
     );
     let found: Option<Found> = api_tokens::table
@@ -98,7 +99,7 @@ pub fn check(
         ))
         .first(conn)
         .optional()?;
-    let Some((token_id, expires_at, last_used_at, row)) = found else {
+    let Some((token_id, OptStamp(expires_at), OptStamp(last_used_at), row)) = found else {
         return Ok(Check::Rejected(Some(
             Audit::anonymous("token.rejected", None, ip)
                 .detail(serde_json::json!({"request": what})),

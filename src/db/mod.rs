@@ -5,6 +5,7 @@ mod conn;
 mod ids;
 pub mod schema;
 pub mod sql;
+pub mod time;
 mod writer;
 
 use std::time::Duration;

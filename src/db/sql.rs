@@ -17,6 +17,7 @@ use diesel::result::QueryResult;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp, Untyped};
 use diesel::RunQueryDsl;
 
+use super::time::Stamp;
 use super::{DbConnection, MultiBackend};
 
 /// One bound value.
@@ -25,8 +26,8 @@ pub enum Value<'a> {
     Int(i64),
     OptInt(Option<i64>),
     Text(std::borrow::Cow<'a, str>),
-    Time(NaiveDateTime),
-    OptTime(Option<NaiveDateTime>),
+    Time(Stamp),
+    OptTime(Option<Stamp>),
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +69,7 @@ impl<'a> Sql<'a> {
     }
 
     pub fn time(self, v: NaiveDateTime) -> Sql<'a> {
-        self.bind(Value::Time(v))
+        self.bind(Value::Time(Stamp(v)))
     }
 }
 

@@ -109,42 +109,13 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 /// digit: an export writes three of these per observation, and chrono's formatter was a
 /// twentieth of the export's time.
 pub fn instant(t: NaiveDateTime) -> String {
-    use chrono::{Datelike, Timelike};
-    let (year, nanos) = (t.year(), t.nanosecond());
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        // Years outside four digits and leap seconds: chrono knows their forms.
-        return t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, false);
-    }
-    let mut s = String::with_capacity(35);
-    push_digits(&mut s, year as u32, 4);
-    for (before, n) in [
-        ('-', t.month()),
-        ('-', t.day()),
-        ('T', t.hour()),
-        (':', t.minute()),
-        (':', t.second()),
-    ] {
-        s.push(before);
-        push_digits(&mut s, n, 2);
-    }
-    if nanos != 0 {
-        s.push('.');
-        if nanos % 1_000_000 == 0 {
-            push_digits(&mut s, nanos / 1_000_000, 3);
-        } else if nanos % 1_000 == 0 {
-            push_digits(&mut s, nanos / 1_000, 6);
-        } else {
-            push_digits(&mut s, nanos, 9);
+    match crate::db::time::digits(t, 'T') {
+        Some(mut s) => {
+            s.push_str("+00:00");
+            s
         }
-    }
-    s.push_str("+00:00");
-    s
-}
-
-/// `n` in `width` decimal digits, zero-padded (n has no more digits than that).
-fn push_digits(s: &mut String, n: u32, width: u32) {
-    for p in (0..width).rev() {
-        s.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+        // Years outside four digits and leap seconds: chrono knows their forms.
+        None => t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, false),
     }
 }
 

@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::observations;
+use crate::db::time::{OptStamp, Stamp};
 
 #[derive(Queryable, QueryableByName, Selectable, Clone, Debug)]
 #[diesel(table_name = observations)]
@@ -16,10 +17,14 @@ pub struct Observation {
     pub status: String,
     pub identifier_system: Option<String>,
     pub identifier_value: Option<String>,
+    #[diesel(deserialize_as = Stamp)]
     pub effective_start: NaiveDateTime,
+    #[diesel(deserialize_as = OptStamp)]
     pub effective_end: Option<NaiveDateTime>,
     pub omh_data: String,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub last_updated: NaiveDateTime,
 }
 

@@ -2,6 +2,7 @@
 //! migration 000005, so a page deep in ten million rows costs what the first one does.
 
 use crate::db::sql::{Sql, Value as Bound};
+use crate::db::time::Stamp;
 use crate::db::{InIds, InTexts};
 use std::collections::HashMap;
 
@@ -165,7 +166,21 @@ impl Where {
                 )
             });
         }
-        if let Some(s) = f.study {
+        if let (Some(s), Some(c)) = (f.study, f.concept) {
+            // One data type: whether the study requests it is one question, asked once
+            // (a sub-select that names no column of the row), not once a row.
+            let p = self.param(Bound::Int(s));
+            let q = self.param(Bound::Int(s));
+            let c = self.param(Bound::Int(c));
+            self.clauses.push(if as_sets {
+                format!("o.patient_id IN (SELECT sp.patient_id FROM study_patients sp WHERE sp.study_id = {p})")
+            } else {
+                format!("EXISTS (SELECT 1 FROM study_patients sp WHERE sp.study_id = {p} AND sp.patient_id = o.patient_id)")
+            });
+            self.clauses.push(format!(
+                "EXISTS (SELECT 1 FROM study_scope_requests sr WHERE sr.study_id = {q} AND sr.codeable_concept_id = {c})"
+            ));
+        } else if let Some(s) = f.study {
             let p = self.param(Bound::Int(s));
             let q = self.param(Bound::Int(s));
             self.clauses.push(if as_sets {
@@ -212,7 +227,7 @@ impl Where {
             (f.updated_to, "<", "o.last_updated"),
         ] {
             if let Some(t) = value {
-                let p = self.param(Bound::Time(t));
+                let p = self.param(Bound::Time(Stamp(t)));
                 self.clauses.push(format!("{col} {op} {p}"));
             }
         }
@@ -228,8 +243,8 @@ impl Where {
         };
         match (order.column(), key.at) {
             (Some(col), Some(at)) => {
-                let a = self.param(Bound::Time(at));
-                let b = self.param(Bound::Time(at));
+                let a = self.param(Bound::Time(Stamp(at)));
+                let b = self.param(Bound::Time(Stamp(at)));
                 let c = self.param(Bound::Int(key.id));
                 self.clauses.push(format!(
                     "{col} {le} {a} AND ({col} {lt} {b} OR o.id {lt} {c})"
@@ -505,7 +520,7 @@ pub fn insert_many<R: std::borrow::Borrow<NewObservation>>(
                 .text(r.identifier_system.as_str())
                 .text(r.identifier_value.as_str())
                 .time(r.effective_start)
-                .bind(Bound::OptTime(r.effective_end))
+                .bind(Bound::OptTime(r.effective_end.map(Stamp)))
                 .text(r.omh_data.as_str())
                 .time(r.at)
                 .time(r.at);

@@ -4,6 +4,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::schema::{patient_identifiers, patients};
+use crate::db::time::Stamp;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = patients)]
@@ -15,7 +16,9 @@ pub struct Patient {
     pub birth_date: Option<NaiveDate>,
     pub telecom_phone: Option<String>,
     pub telecom_email: String,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
 }
 

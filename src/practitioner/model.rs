@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::{practitioners, users};
+use crate::db::time::{OptStamp, Stamp};
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = users)]
@@ -17,7 +18,9 @@ pub struct User {
     pub is_active: bool,
     pub selected_organization_id: Option<i64>,
     pub selected_study_id: Option<i64>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = OptStamp)]
     pub last_login_at: Option<NaiveDateTime>,
 }
 

@@ -1,0 +1,248 @@
+//! Timestamps read and written by hand on SQLite.
+//!
+//! SQLite keeps a timestamp as text. diesel reads one by trying chrono's `parse_from_str`
+//! with one format string after another, and writes one through a format string too: in a
+//! FHIR export of a thousand observations a page (four timestamps each) that was a tenth of
+//! the server's time. [`Stamp`] reads and writes the one form Cohort stores,
+//! `YYYY-MM-DD HH:MM:SS` with a fraction of 3, 6 or 9 digits when there is one (the text
+//! diesel writes), directly, and hands any other text to chrono. PostgreSQL sends
+//! timestamps as binary numbers and is left to diesel.
+
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::pg::Pg;
+use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::sql_types::{Nullable, Timestamp};
+use diesel::sqlite::Sqlite;
+
+use super::conn::MultiRawValue;
+use super::MultiBackend;
+
+/// A timestamp column's value: `#[diesel(deserialize_as = Stamp)]` on a `NaiveDateTime`
+/// field, or bound in [`crate::db::sql::Sql`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromSqlRow)]
+pub struct Stamp(pub NaiveDateTime);
+
+/// A nullable timestamp column's value: `#[diesel(deserialize_as = OptStamp)]` on an
+/// `Option<NaiveDateTime>` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromSqlRow)]
+pub struct OptStamp(pub Option<NaiveDateTime>);
+
+impl From<Stamp> for NaiveDateTime {
+    fn from(s: Stamp) -> Self {
+        s.0
+    }
+}
+
+impl From<OptStamp> for Option<NaiveDateTime> {
+    fn from(s: OptStamp) -> Self {
+        s.0
+    }
+}
+
+/// Cohort's own form directly; any other text as diesel reads it.
+fn read_sqlite(
+    mut v: diesel::sqlite::SqliteValue<'_, '_, '_>,
+) -> deserialize::Result<NaiveDateTime> {
+    let ours = parse(v.read_text());
+    match ours {
+        Some(t) => Ok(t),
+        None => <NaiveDateTime as FromSql<Timestamp, Sqlite>>::from_sql(v),
+    }
+}
+
+impl FromSql<Timestamp, MultiBackend> for Stamp {
+    fn from_sql(bytes: MultiRawValue<'_>) -> deserialize::Result<Self> {
+        match bytes {
+            MultiRawValue::Sqlite(v) => read_sqlite(v).map(Stamp),
+            MultiRawValue::Postgres(v) => {
+                <NaiveDateTime as FromSql<Timestamp, Pg>>::from_sql(v).map(Stamp)
+            }
+        }
+    }
+}
+
+impl FromSql<Nullable<Timestamp>, MultiBackend> for OptStamp {
+    fn from_sql(bytes: MultiRawValue<'_>) -> deserialize::Result<Self> {
+        <Stamp as FromSql<Timestamp, MultiBackend>>::from_sql(bytes).map(|s| OptStamp(Some(s.0)))
+    }
+
+    fn from_nullable_sql(bytes: Option<MultiRawValue<'_>>) -> deserialize::Result<Self> {
+        match bytes {
+            Some(b) => Self::from_sql(b),
+            None => Ok(OptStamp(None)),
+        }
+    }
+}
+
+impl ToSql<Timestamp, MultiBackend> for Stamp {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, MultiBackend>) -> serialize::Result {
+        out.set_value((Timestamp, self));
+        Ok(IsNull::No)
+    }
+}
+
+impl ToSql<Timestamp, Sqlite> for Stamp {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(format(self.0));
+        Ok(IsNull::No)
+    }
+}
+
+impl ToSql<Timestamp, Pg> for Stamp {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <NaiveDateTime as ToSql<Timestamp, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` with an optional fraction of 1 to 9 digits (`T` may stand for the
+/// space); None for anything else, or a date or time that does not exist.
+pub fn parse(text: &str) -> Option<NaiveDateTime> {
+    let b = text.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b' ' && b[10] != b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let nanos = match &b[19..] {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let n = num(20, b.len())?;
+            n * 10u32.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    let time = NaiveTime::from_hms_nano_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, nanos)?;
+    Some(date.and_time(time))
+}
+
+/// The text diesel writes for a timestamp (`%Y-%m-%d %H:%M:%S%.f`): the fraction in 3, 6
+/// or 9 digits, whichever shows it whole, and none when it is zero.
+pub fn format(t: NaiveDateTime) -> String {
+    digits(t, ' ').unwrap_or_else(|| t.format("%Y-%m-%d %H:%M:%S%.f").to_string())
+}
+
+/// `YYYY-MM-DD<sep>HH:MM:SS` and the fraction as [`format`] writes it, digit by digit; None
+/// for years outside four digits and leap seconds, whose forms the caller leaves to chrono.
+pub fn digits(t: NaiveDateTime, sep: char) -> Option<String> {
+    let (year, nanos) = (t.year(), t.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return None;
+    }
+    let mut s = String::with_capacity(35);
+    push_digits(&mut s, year as u32, 4);
+    for (before, n) in [
+        ('-', t.month()),
+        ('-', t.day()),
+        (sep, t.hour()),
+        (':', t.minute()),
+        (':', t.second()),
+    ] {
+        s.push(before);
+        push_digits(&mut s, n, 2);
+    }
+    if nanos != 0 {
+        s.push('.');
+        if nanos % 1_000_000 == 0 {
+            push_digits(&mut s, nanos / 1_000_000, 3);
+        } else if nanos % 1_000 == 0 {
+            push_digits(&mut s, nanos / 1_000, 6);
+        } else {
+            push_digits(&mut s, nanos, 9);
+        }
+    }
+    Some(s)
+}
+
+/// `n` in exactly `width` decimal digits (n has at most that many).
+fn push_digits(s: &mut String, n: u32, width: u32) {
+    for i in (0..width).rev() {
+        s.push(char::from(b'0' + (n / 10u32.pow(i) % 10) as u8));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(y, mo, d)
+            .unwrap()
+            .and_hms_nano_opt(h, mi, s, nanos)
+            .unwrap()
+    }
+
+    #[test]
+    fn writes_what_diesel_writes_and_reads_it_back() {
+        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut cases = vec![
+            at(2026, 11, 22, 0, 0, 0, 0),
+            at(1999, 12, 31, 23, 59, 59, 999_999_999),
+            at(2026, 1, 1, 8, 0, 0, 120_000_000),
+            at(2026, 1, 1, 8, 0, 0, 123_456_000),
+            at(2026, 1, 1, 8, 0, 0, 1),
+            at(0, 1, 1, 0, 0, 0, 0),
+            at(9999, 12, 31, 23, 59, 59, 500_000),
+        ];
+        for _ in 0..2000 {
+            // A spread of times and fractions of every width.
+            n ^= n << 13;
+            n ^= n >> 7;
+            n ^= n << 17;
+            let nanos = match n % 4 {
+                0 => 0,
+                1 => (n >> 8) as u32 % 1000 * 1_000_000,
+                2 => (n >> 8) as u32 % 1_000_000 * 1000,
+                _ => (n >> 8) as u32 % 1_000_000_000,
+            };
+            cases.push(at(
+                1900 + (n >> 20) as i32 % 200,
+                1 + (n >> 28) as u32 % 12,
+                1 + (n >> 32) as u32 % 28,
+                (n >> 36) as u32 % 24,
+                (n >> 41) as u32 % 60,
+                (n >> 47) as u32 % 60,
+                nanos,
+            ));
+        }
+        for t in cases {
+            let chrono = t.format("%Y-%m-%d %H:%M:%S%.f").to_string();
+            assert_eq!(format(t), chrono);
+            assert_eq!(parse(&chrono), Some(t), "{chrono}");
+        }
+    }
+
+    #[test]
+    fn reads_a_t_and_short_fractions_and_refuses_the_rest() {
+        assert_eq!(
+            parse("2026-03-04T05:06:07.5"),
+            Some(at(2026, 3, 4, 5, 6, 7, 500_000_000))
+        );
+        for bad in [
+            "",
+            "2026-03-04",
+            "2026-03-04 05:06",
+            "2026-02-30 00:00:00",
+            "2026-03-04 24:00:00",
+            "2026-03-04 05:06:07.",
+            "2026-03-04 05:06:07.1234567890",
+            "2026-03-04 05:06:07Z",
+            "2026-03-04 05:06:07+00:00",
+            "2026/03/04 05:06:07",
+            "2026-03-04 05:0x:07",
+            "２026-03-04 05:06:07",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+}
