@@ -5,23 +5,11 @@ use diesel::prelude::*;
 
 use super::Audit;
 use crate::db::schema::audit_events;
+use crate::db::sql::{Sql, Value};
 use crate::db::DbConnection;
 use crate::error::AppResult;
 use crate::util::now;
-
-#[derive(Insertable)]
-#[diesel(table_name = audit_events)]
-struct NewEvent<'a> {
-    occurred_at: NaiveDateTime,
-    actor_user_id: Option<i64>,
-    actor_email: Option<&'a str>,
-    action: &'a str,
-    object_type: Option<&'a str>,
-    object_id: Option<&'a str>,
-    organization_id: Option<i64>,
-    ip: Option<&'a str>,
-    detail: Option<String>,
-}
+use std::borrow::Cow;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = audit_events)]
@@ -38,20 +26,29 @@ pub struct Event {
     pub detail: Option<String>,
 }
 
+/// One statement, kept prepared, whichever fields are set: diesel writes an insert of
+/// optional fields anew for each row (DEFAULT where one is None) and prepares it each time,
+/// and every API read writes an event or two.
 pub fn insert(conn: &mut DbConnection, e: &Audit) -> AppResult<()> {
-    diesel::insert_into(audit_events::table)
-        .values(NewEvent {
-            occurred_at: now(),
-            actor_user_id: e.actor_user_id,
-            actor_email: e.actor_email.as_deref(),
-            action: &e.action,
-            object_type: e.object_type.as_deref(),
-            object_id: e.object_id.as_deref(),
-            organization_id: e.organization_id,
-            ip: e.ip.as_deref(),
-            detail: e.detail.as_ref().map(|d| d.to_string()),
-        })
-        .execute(conn)?;
+    fn text(v: &Option<String>) -> Value<'_> {
+        Value::OptText(v.as_deref().map(Cow::Borrowed))
+    }
+    Sql::kept(
+        "INSERT INTO audit_events (occurred_at, actor_user_id, actor_email, action, object_type, \
+         object_id, organization_id, ip, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .time(now())
+    .bind(Value::OptInt(e.actor_user_id))
+    .bind(text(&e.actor_email))
+    .text(e.action.as_str())
+    .bind(text(&e.object_type))
+    .bind(text(&e.object_id))
+    .bind(Value::OptInt(e.organization_id))
+    .bind(text(&e.ip))
+    .bind(Value::OptText(
+        e.detail.as_ref().map(|d| Cow::Owned(d.to_string())),
+    ))
+    .execute(conn)?;
     Ok(())
 }
 

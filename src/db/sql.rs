@@ -26,6 +26,7 @@ pub enum Value<'a> {
     Int(i64),
     OptInt(Option<i64>),
     Text(std::borrow::Cow<'a, str>),
+    OptText(Option<std::borrow::Cow<'a, str>>),
     Time(Stamp),
     OptTime(Option<Stamp>),
 }
@@ -103,6 +104,7 @@ impl QueryFragment<MultiBackend> for Sql<'_> {
                 Value::Int(i) => out.push_bind_param::<BigInt, _>(i)?,
                 Value::OptInt(i) => out.push_bind_param::<Nullable<BigInt>, _>(i)?,
                 Value::Text(t) => out.push_bind_param::<Text, _>(t.as_ref())?,
+                Value::OptText(t) => out.push_bind_param::<Nullable<Text>, _>(t)?,
                 Value::Time(t) => out.push_bind_param::<Timestamp, _>(t)?,
                 Value::OptTime(t) => out.push_bind_param::<Nullable<Timestamp>, _>(t)?,
             }

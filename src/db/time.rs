@@ -12,7 +12,7 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::pg::Pg;
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::{Nullable, Timestamp};
+use diesel::sql_types::{Date, Nullable, Timestamp};
 use diesel::sqlite::Sqlite;
 
 use super::conn::MultiRawValue;
@@ -95,35 +95,91 @@ impl ToSql<Timestamp, Pg> for Stamp {
     }
 }
 
+/// A nullable date column's value: `#[diesel(deserialize_as = OptDay)]` on an
+/// `Option<NaiveDate>` field. SQLite's `YYYY-MM-DD` is read directly, as timestamps are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromSqlRow)]
+pub struct OptDay(pub Option<NaiveDate>);
+
+impl From<OptDay> for Option<NaiveDate> {
+    fn from(d: OptDay) -> Self {
+        d.0
+    }
+}
+
+impl FromSql<Nullable<Date>, MultiBackend> for OptDay {
+    fn from_sql(bytes: MultiRawValue<'_>) -> deserialize::Result<Self> {
+        match bytes {
+            MultiRawValue::Sqlite(mut v) => {
+                let ours = parse_date(v.read_text().as_bytes());
+                match ours {
+                    Some(d) => Ok(OptDay(Some(d))),
+                    None => {
+                        <NaiveDate as FromSql<Date, Sqlite>>::from_sql(v).map(|d| OptDay(Some(d)))
+                    }
+                }
+            }
+            MultiRawValue::Postgres(v) => {
+                <NaiveDate as FromSql<Date, Pg>>::from_sql(v).map(|d| OptDay(Some(d)))
+            }
+        }
+    }
+
+    fn from_nullable_sql(bytes: Option<MultiRawValue<'_>>) -> deserialize::Result<Self> {
+        match bytes {
+            Some(b) => Self::from_sql(b),
+            None => Ok(OptDay(None)),
+        }
+    }
+}
+
+/// `YYYY-MM-DD` and nothing after it; None for anything else or a day that does not exist.
+fn parse_date(b: &[u8]) -> Option<NaiveDate> {
+    if b.len() != 10 {
+        return None;
+    }
+    date_at(b)
+}
+
+/// The `YYYY-MM-DD` at the start of `b` (which has at least 10 bytes).
+fn date_at(b: &[u8]) -> Option<NaiveDate> {
+    if b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(
+        number(&b[0..4])? as i32,
+        number(&b[5..7])?,
+        number(&b[8..10])?,
+    )
+}
+
+/// The decimal number the bytes spell, all digits.
+fn number(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+    })
+}
+
 /// `YYYY-MM-DD HH:MM:SS` with an optional fraction of 1 to 9 digits (`T` may stand for the
 /// space); None for anything else, or a date or time that does not exist.
 pub fn parse(text: &str) -> Option<NaiveDateTime> {
     let b = text.as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || (b[10] != b' ' && b[10] != b'T')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 19 || (b[10] != b' ' && b[10] != b'T') || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let num = |from: usize, to: usize| -> Option<u32> {
-        b[from..to].iter().try_fold(0u32, |n, d| {
-            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-        })
-    };
     let nanos = match &b[19..] {
         [] => 0,
         [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
-            let n = num(20, b.len())?;
-            n * 10u32.pow(9 - digits.len() as u32)
+            number(digits)? * 10u32.pow(9 - digits.len() as u32)
         }
         _ => return None,
     };
-    let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
-    let time = NaiveTime::from_hms_nano_opt(num(11, 13)?, num(14, 16)?, num(17, 19)?, nanos)?;
-    Some(date.and_time(time))
+    let time = NaiveTime::from_hms_nano_opt(
+        number(&b[11..13])?,
+        number(&b[14..16])?,
+        number(&b[17..19])?,
+        nanos,
+    )?;
+    Some(date_at(b)?.and_time(time))
 }
 
 /// The text diesel writes for a timestamp (`%Y-%m-%d %H:%M:%S%.f`): the fraction in 3, 6
@@ -243,6 +299,24 @@ mod tests {
             "２026-03-04 05:06:07",
         ] {
             assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_a_date_and_refuses_the_rest() {
+        assert_eq!(
+            parse_date(b"1980-02-29"),
+            NaiveDate::from_ymd_opt(1980, 2, 29)
+        );
+        for bad in [
+            "1981-02-29",
+            "1980-2-29",
+            "1980-02-29 ",
+            "19800229",
+            "1980/02/29",
+            "",
+        ] {
+            assert_eq!(parse_date(bad.as_bytes()), None, "{bad}");
         }
     }
 }

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::{organizations, practitioner_organizations};
+use crate::db::time::Stamp;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = organizations)]
@@ -12,7 +13,9 @@ pub struct Organization {
     pub name: String,
     pub org_type: String,
     pub part_of: Option<i64>,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
 }
 

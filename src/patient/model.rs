@@ -4,7 +4,7 @@ use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use crate::db::schema::{patient_identifiers, patients};
-use crate::db::time::Stamp;
+use crate::db::time::{OptDay, Stamp};
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = patients)]
@@ -13,6 +13,7 @@ pub struct Patient {
     pub user_id: i64,
     pub name_family: String,
     pub name_given: String,
+    #[diesel(deserialize_as = OptDay)]
     pub birth_date: Option<NaiveDate>,
     pub telecom_phone: Option<String>,
     pub telecom_email: String,
