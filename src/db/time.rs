@@ -40,21 +40,26 @@ impl From<OptStamp> for Option<NaiveDateTime> {
     }
 }
 
-/// Cohort's own form directly; any other text as diesel reads it.
-fn read_sqlite(
+/// A SQLite value in Cohort's own form, read by `ours`; any other text as diesel reads
+/// it for the column's type `ST`.
+fn read_sqlite<T, ST>(
     mut v: diesel::sqlite::SqliteValue<'_, '_, '_>,
-) -> deserialize::Result<NaiveDateTime> {
-    let ours = parse(v.read_text());
-    match ours {
+    ours: fn(&str) -> Option<T>,
+) -> deserialize::Result<T>
+where
+    T: FromSql<ST, Sqlite>,
+{
+    let parsed = ours(v.read_text());
+    match parsed {
         Some(t) => Ok(t),
-        None => <NaiveDateTime as FromSql<Timestamp, Sqlite>>::from_sql(v),
+        None => T::from_sql(v),
     }
 }
 
 impl FromSql<Timestamp, MultiBackend> for Stamp {
     fn from_sql(bytes: MultiRawValue<'_>) -> deserialize::Result<Self> {
         match bytes {
-            MultiRawValue::Sqlite(v) => read_sqlite(v).map(Stamp),
+            MultiRawValue::Sqlite(v) => read_sqlite::<_, Timestamp>(v, parse).map(Stamp),
             MultiRawValue::Postgres(v) => {
                 <NaiveDateTime as FromSql<Timestamp, Pg>>::from_sql(v).map(Stamp)
             }
@@ -108,20 +113,11 @@ impl From<OptDay> for Option<NaiveDate> {
 
 impl FromSql<Nullable<Date>, MultiBackend> for OptDay {
     fn from_sql(bytes: MultiRawValue<'_>) -> deserialize::Result<Self> {
-        match bytes {
-            MultiRawValue::Sqlite(mut v) => {
-                let ours = parse_date(v.read_text().as_bytes());
-                match ours {
-                    Some(d) => Ok(OptDay(Some(d))),
-                    None => {
-                        <NaiveDate as FromSql<Date, Sqlite>>::from_sql(v).map(|d| OptDay(Some(d)))
-                    }
-                }
-            }
-            MultiRawValue::Postgres(v) => {
-                <NaiveDate as FromSql<Date, Pg>>::from_sql(v).map(|d| OptDay(Some(d)))
-            }
-        }
+        let day = match bytes {
+            MultiRawValue::Sqlite(v) => read_sqlite::<_, Date>(v, parse_date)?,
+            MultiRawValue::Postgres(v) => <NaiveDate as FromSql<Date, Pg>>::from_sql(v)?,
+        };
+        Ok(OptDay(Some(day)))
     }
 
     fn from_nullable_sql(bytes: Option<MultiRawValue<'_>>) -> deserialize::Result<Self> {
@@ -133,11 +129,11 @@ impl FromSql<Nullable<Date>, MultiBackend> for OptDay {
 }
 
 /// `YYYY-MM-DD` and nothing after it; None for anything else or a day that does not exist.
-fn parse_date(b: &[u8]) -> Option<NaiveDate> {
-    if b.len() != 10 {
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    if text.len() != 10 {
         return None;
     }
-    date_at(b)
+    date_at(text.as_bytes())
 }
 
 /// The `YYYY-MM-DD` at the start of `b` (which has at least 10 bytes).
@@ -233,9 +229,8 @@ mod tests {
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, nanos: u32) -> NaiveDateTime {
         NaiveDate::from_ymd_opt(y, mo, d)
-            .unwrap()
-            .and_hms_nano_opt(h, mi, s, nanos)
-            .unwrap()
+            .and_then(|day| day.and_hms_nano_opt(h, mi, s, nanos))
+            .expect("the tests name real times")
     }
 
     #[test]
@@ -305,7 +300,7 @@ mod tests {
     #[test]
     fn reads_a_date_and_refuses_the_rest() {
         assert_eq!(
-            parse_date(b"1980-02-29"),
+            parse_date("1980-02-29"),
             NaiveDate::from_ymd_opt(1980, 2, 29)
         );
         for bad in [
@@ -316,7 +311,7 @@ mod tests {
             "1980/02/29",
             "",
         ] {
-            assert_eq!(parse_date(bad.as_bytes()), None, "{bad}");
+            assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
 }

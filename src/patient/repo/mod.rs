@@ -233,7 +233,7 @@ pub(super) fn search_terms(p: &ValidPatient) -> std::collections::BTreeSet<Strin
 /// Adds the search words of a patient that has none: one statement, kept prepared, with the
 /// words bound as one JSON array (a statement a word cost a create more than the words did).
 fn insert_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
-    let terms: Vec<String> = search_terms(p).into_iter().collect();
+    let terms = search_terms(p);
     if terms.is_empty() {
         return Ok(());
     }
