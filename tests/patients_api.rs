@@ -8,7 +8,9 @@ use common::*;
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-use cohort::db::schema::{patient_organizations as po, patients as p, users as u};
+use cohort::db::schema::{
+    patient_organizations as po, patient_search_terms as pst, patients as p, users as u,
+};
 
 // ---- helpers ---------------------------------------------------------------------------------
 
@@ -679,6 +681,9 @@ on_both_backends!(
         let links = po::table.filter(po::patient_id.eq(id)).count();
         let links: i64 = links.get_result(&mut *c).unwrap();
         assert_eq!((row, user, links), (None, None, 0), "patient and user gone");
+        let words = pst::table.filter(pst::patient_id.eq(id)).count();
+        let words: i64 = words.get_result(&mut *c).unwrap();
+        assert_eq!(words, 0, "its search words went with it");
         drop(c);
         assert_eq!(mel.get(&one(id)).await.0, 404);
         // Its e-mail and identifier are free again.

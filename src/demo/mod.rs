@@ -211,7 +211,7 @@ pub struct FakePatient {
     pub birth_date: NaiveDate,
     pub phone: String,
     pub mrn: String,
-    pub terms: Vec<String>,
+    pub terms: std::collections::BTreeSet<String>,
 }
 
 pub fn fake(rng: &mut StdRng, n: i64) -> FakePatient {
@@ -236,9 +236,7 @@ pub fn fake(rng: &mut StdRng, n: i64) -> FakePatient {
         email.as_str(),
         birth.as_str(),
         mrn.as_str(),
-    ])
-    .into_iter()
-    .collect();
+    ]);
     FakePatient {
         phone: format!("+1617{:07}", n % 10_000_000),
         email,

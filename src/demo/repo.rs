@@ -56,9 +56,10 @@ pub fn insert_batch(
             "{sep}({uid},{email},{giv},{fam},'patient',{fa},{tr},{t})"
         ));
         patients_sql.push_str(&format!(
-            "{sep}({pid},{uid},{fam},{giv},'{}',{},{email},'',{t},{t})",
+            "{sep}({pid},{uid},{fam},{giv},'{}',{},{email},{},{t},{t})",
             p.birth_date.format("%Y-%m-%d"),
-            quote(&p.phone)
+            quote(&p.phone),
+            quote(&crate::patient::search::words_json(&p.terms))
         ));
         links_sql.push_str(&format!(
             "{sep}({pid},{org_id},{t},{},'{}')",

@@ -103,6 +103,32 @@ pub fn query_terms(q: &str) -> Vec<String> {
     t
 }
 
+/// A patient's words as kept on the patient's own row (`patients.search_text`): a JSON
+/// array. SQL reads it back to remove exactly these words from the word index, and
+/// `word_start_pattern` checks one patient's words without the index.
+pub fn words_json(words: &BTreeSet<String>) -> String {
+    serde_json::to_string(words).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// A LIKE pattern (escape character `\`) that matches a `words_json` array holding a word
+/// that starts with `term`: the term as JSON writes it, opening quote included and closing
+/// quote left off. JSON escapes character by character, so the escaped start of a word is
+/// the start of the escaped word.
+pub fn word_start_pattern(term: &str) -> String {
+    let quoted = serde_json::to_string(term).unwrap_or_default();
+    let open = quoted.strip_suffix('"').unwrap_or(&quoted);
+    let mut out = String::with_capacity(open.len() + 4);
+    out.push('%');
+    for c in open.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 /// The exclusive upper bound of the range of words starting with `prefix`.
 pub fn prefix_end(prefix: &str) -> String {
     format!("{prefix}\u{10FFFF}")
@@ -111,6 +137,19 @@ pub fn prefix_end(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_patterns_quote_the_term_as_the_stored_words_do() {
+        let words: BTreeSet<String> = ["o'brien", "a\"b", "50%_off"]
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(words_json(&words), r#"["50%_off","a\"b","o'brien"]"#);
+        assert_eq!(word_start_pattern("smith"), r#"%"smith%"#);
+        assert_eq!(word_start_pattern("a\"b"), r#"%"a\\"b%"#);
+        assert_eq!(word_start_pattern("50%_"), r#"%"50\%\_%"#);
+        assert_eq!(words_json(&BTreeSet::new()), "[]");
+    }
 
     #[test]
     fn case_and_accents_fold_away() {

@@ -12,6 +12,7 @@ use diesel::sql_types::{Text, Timestamp};
 use serde::Serialize;
 
 use super::super::model::ValidPatient;
+use super::super::search;
 use super::{search_terms, sort_birth, sort_name};
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::AppResult;
@@ -127,13 +128,14 @@ pub fn insert_many(
     );
     let patients = format!(
         "INSERT INTO patients (user_id, name_family, name_given, birth_date, telecom_phone, telecom_email, search_text, created_at, updated_at) \
-         SELECT {}, {}, {}, {}, {}, {}, '', {at}, {at}{} RETURNING id, telecom_email AS email",
+         SELECT {}, {}, {}, {}, {}, {}, {}, {at}, {at}{} RETURNING id, telecom_email AS email",
         r.col(0, "BIGINT"),
         r.col(1, "TEXT"),
         r.col(2, "TEXT"),
         r.col(3, "DATE"),
         r.col(4, "TEXT"),
         r.col(5, "TEXT"),
+        r.col(6, "TEXT"),
         r.from(),
         at = r.at(),
     );
@@ -176,8 +178,10 @@ pub fn insert_many(
                 .into_iter()
                 .map(|m| (m.email, m.id))
                 .collect();
-            let mut rows = JsonRows::with_capacity(chunk.len() * 96);
-            for p in chunk {
+            let words: Vec<std::collections::BTreeSet<String>> =
+                chunk.iter().map(|p| search_terms(p)).collect();
+            let mut rows = JsonRows::with_capacity(chunk.len() * 192);
+            for (p, w) in chunk.iter().zip(&words) {
                 rows.push(&(
                     user_ids.get(&p.email).copied().unwrap_or(-1),
                     &p.name_family,
@@ -185,6 +189,7 @@ pub fn insert_many(
                     p.birth_date.map(|d| d.to_string()),
                     &p.phone,
                     &p.email,
+                    search::words_json(w),
                 ));
             }
             let made: HashMap<String, i64> = r
@@ -196,7 +201,7 @@ pub fn insert_many(
             let mut link_rows = JsonRows::with_capacity(chunk.len() * 48);
             let mut ident_rows = JsonRows::with_capacity(chunk.len() * 48);
             let mut chunk_terms: Vec<(String, i64)> = Vec::with_capacity(chunk.len() * 10);
-            for p in chunk {
+            for (p, w) in chunk.iter().zip(words) {
                 let pid = made.get(&p.email).copied().unwrap_or(-1);
                 link_rows.push(&(
                     pid,
@@ -206,7 +211,7 @@ pub fn insert_many(
                 for (system, value) in &p.identifiers {
                     ident_rows.push(&(pid, system, value));
                 }
-                chunk_terms.extend(search_terms(p).into_iter().map(|t| (t, pid)));
+                chunk_terms.extend(w.into_iter().map(|t| (t, pid)));
             }
             // In the order of the term index, so its inserts walk it once instead of jumping.
             chunk_terms.sort_unstable();

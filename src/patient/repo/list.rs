@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use super::super::model::Patient;
 use super::super::search;
 use crate::db::schema::{
-    consents, invitations, patient_identifiers, patient_organizations, patient_search_terms,
-    patient_tags, patients, study_patients,
+    consents, invitations, patient_identifiers, patient_organizations, patient_tags, patients,
+    study_patients,
 };
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::AppResult;
@@ -112,12 +112,16 @@ fn links(f: &ListFilter, matched: Option<&[i64]>) -> Links {
     }
     // Terms the term index did not resolve: all of them when the search was too broad, or
     // the broad ones beside a selective one (checked only on the rows it found).
+    // Checked against the words kept on the patient's row: one row read per link row.
     for t in &f.terms {
         q = q.filter(exists(
-            patient_search_terms::table
-                .filter(patient_search_terms::patient_id.eq(po::patient_id))
-                .filter(patient_search_terms::term.ge(t.clone()))
-                .filter(patient_search_terms::term.lt(search::prefix_end(t))),
+            patients::table
+                .filter(patients::id.eq(po::patient_id))
+                .filter(
+                    patients::search_text
+                        .like(search::word_start_pattern(t))
+                        .escape('\\'),
+                ),
         ));
     }
     if let Some(id) = f.patient_id {
@@ -300,19 +304,20 @@ fn term_matches(
     }
     // SQLite intersects sets through temporary b-trees, a few microseconds a row; a sorted
     // list per term, merged here, costs a small fraction of that.
-    use patient_search_terms as pst;
     let mut found: Option<Vec<i64>> = None;
     let mut broad = Vec::new();
     // Longest (most selective) terms come first.
     for t in terms {
-        let range = pst::term
-            .ge(t.clone())
-            .and(pst::term.lt(search::prefix_end(t)));
         let mut ids: Vec<i64> = match &found {
-            Some(c) if c.len() <= MAX_PROBES => pst::table
-                .filter(pst::patient_id.in_ids(c))
-                .filter(range)
-                .select(pst::patient_id)
+            // The index is keyed by word first: a candidate's words are read off its row.
+            Some(c) if c.len() <= MAX_PROBES => patients::table
+                .filter(patients::id.in_ids(c))
+                .filter(
+                    patients::search_text
+                        .like(search::word_start_pattern(t))
+                        .escape('\\'),
+                )
+                .select(patients::id)
                 .load(conn)?,
             _ => match term_range(conn, t)? {
                 Some(ids) => ids,

@@ -99,6 +99,7 @@ pub fn identifier_holder(
 /// `org_id`. Returns the patient id.
 pub fn insert(conn: &mut DbConnection, p: &ValidPatient, org_id: i64) -> AppResult<i64> {
     let t = now();
+    let words = search::words_json(&search_terms(p));
     let user_id: i64 = diesel::insert_into(users::table)
         .values((
             users::email.eq(&p.email),
@@ -119,7 +120,7 @@ pub fn insert(conn: &mut DbConnection, p: &ValidPatient, org_id: i64) -> AppResu
             patients::birth_date.eq(p.birth_date),
             patients::telecom_phone.eq(&p.phone),
             patients::telecom_email.eq(&p.email),
-            patients::search_text.eq(""),
+            patients::search_text.eq(&words),
             patients::created_at.eq(t),
             patients::updated_at.eq(t),
         ))
@@ -134,8 +135,15 @@ pub fn insert(conn: &mut DbConnection, p: &ValidPatient, org_id: i64) -> AppResu
             ))
             .execute(conn)?;
     }
-    link(conn, id, org_id)?;
-    insert_terms(conn, id, p)?;
+    link_with(
+        conn,
+        id,
+        org_id,
+        &p.name_family,
+        &p.name_given,
+        p.birth_date,
+    )?;
+    insert_terms(conn, id, &words)?;
     Ok(id)
 }
 
@@ -215,11 +223,29 @@ pub fn set_email(conn: &mut DbConnection, id: i64, email: &str) -> AppResult<()>
     write_terms(conn, id, &valid)
 }
 
-/// Replaces the patient's search words.
+/// Replaces the patient's search words: in the word index, and on the patient's row, which
+/// says which words the index holds for it.
 fn write_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
-    diesel::delete(patient_search_terms::table.filter(patient_search_terms::patient_id.eq(id)))
+    match conn {
+        // The index is keyed by word first (no per-patient tree): the patient's row names
+        // the words to remove.
+        DbConnection::Sqlite(_) => Sql::kept(
+            "DELETE FROM patient_search_terms WHERE patient_id = ? AND term IN \
+             (SELECT value FROM json_each((SELECT NULLIF(search_text, '') FROM patients WHERE id = ?)))",
+        )
+        .int(id)
+        .int(id)
+        .execute(conn)?,
+        DbConnection::Postgres(_) => diesel::delete(
+            patient_search_terms::table.filter(patient_search_terms::patient_id.eq(id)),
+        )
+        .execute(conn)?,
+    };
+    let words = search::words_json(&search_terms(p));
+    diesel::update(patients::table.find(id))
+        .set(patients::search_text.eq(&words))
         .execute(conn)?;
-    insert_terms(conn, id, p)
+    insert_terms(conn, id, &words)
 }
 
 /// The words a patient is found by: names, e-mail, birth date and identifier values.
@@ -230,11 +256,11 @@ pub(super) fn search_terms(p: &ValidPatient) -> std::collections::BTreeSet<Strin
     search::terms(fields)
 }
 
-/// Adds the search words of a patient that has none: one statement, kept prepared, with the
-/// words bound as one JSON array (a statement a word cost a create more than the words did).
-fn insert_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult<()> {
-    let terms = search_terms(p);
-    if terms.is_empty() {
+/// Adds the search words (`words`, as `search::words_json` wrote them) of a patient that has
+/// none in the index: one statement, kept prepared, with the words bound as one JSON array
+/// (a statement a word cost a create more than the words did).
+fn insert_terms(conn: &mut DbConnection, id: i64, words: &str) -> AppResult<()> {
+    if words == "[]" {
         return Ok(());
     }
     let text = match conn {
@@ -246,8 +272,6 @@ fn insert_terms(conn: &mut DbConnection, id: i64, p: &ValidPatient) -> AppResult
              SELECT ?, json_array_elements_text(CAST(? AS json))"
         }
     };
-    let words = serde_json::to_string(&terms)
-        .map_err(|e| crate::error::AppError::internal(format!("search words: {e}")))?;
     Sql::kept(text).int(id).text(words).execute(conn)?;
     Ok(())
 }
@@ -285,12 +309,24 @@ pub fn link(conn: &mut DbConnection, patient_id: i64, org_id: i64) -> AppResult<
             patients::birth_date,
         ))
         .first(conn)?;
+    link_with(conn, patient_id, org_id, &family, &given, birth)
+}
+
+/// `link` for a patient whose sort keys are at hand (one just created).
+fn link_with(
+    conn: &mut DbConnection,
+    patient_id: i64,
+    org_id: i64,
+    family: &str,
+    given: &str,
+    birth: Option<chrono::NaiveDate>,
+) -> AppResult<()> {
     diesel::insert_into(patient_organizations::table)
         .values((
             patient_organizations::patient_id.eq(patient_id),
             patient_organizations::organization_id.eq(org_id),
             patient_organizations::created_at.eq(now()),
-            patient_organizations::sort_name.eq(sort_name(&family, &given)),
+            patient_organizations::sort_name.eq(sort_name(family, given)),
             patient_organizations::birth_date.eq(Some(sort_birth(birth))),
         ))
         .execute(conn)?;

@@ -1,0 +1,1 @@
+UPDATE patients SET search_text = '';
