@@ -109,22 +109,6 @@ fn sqlite_process_settings() {
         if rc != libsqlite3_sys::SQLITE_OK {
             tracing::debug!(rc, "SQLite stays in serialized mode");
         }
-        // Savepoint and statement journals stay in memory up to 4 MiB instead of 64 KiB. Each
-        // write of a batch runs in its own savepoint, which journals every page it touches
-        // first: a patient create touches about 100 KiB, so every one opened a temporary
-        // file, wrote its pages there one call each and deleted it at commit (a fifth of the
-        // server's time in a profile of single creates). In memory the journal is cut back
-        // at each release and used again; a larger write (an import) still spills to a file.
-        // SAFETY: as above; the option takes one int.
-        let rc = unsafe {
-            libsqlite3_sys::sqlite3_config(
-                libsqlite3_sys::SQLITE_CONFIG_STMTJRNL_SPILL,
-                (4 * 1024 * 1024) as std::os::raw::c_int,
-            )
-        };
-        if rc != libsqlite3_sys::SQLITE_OK {
-            tracing::debug!(rc, "SQLite statement journals spill at 64 KiB");
-        }
         // SAFETY: `stable_plans` has the entry point signature SQLite calls, and stays valid
         // for the life of the process.
         let rc = unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(stable_plans)) };
