@@ -117,11 +117,7 @@ fn links(f: &ListFilter, matched: Option<&[i64]>) -> Links {
         q = q.filter(exists(
             patients::table
                 .filter(patients::id.eq(po::patient_id))
-                .filter(
-                    patients::search_text
-                        .like(search::word_start_pattern(t))
-                        .escape('\\'),
-                ),
+                .filter(has_word_starting(t)),
         ));
     }
     if let Some(id) = f.patient_id {
@@ -281,6 +277,15 @@ pub fn list(
     Ok((load_in_order(conn, &ids)?, total))
 }
 
+/// The patient has a word starting with `t`, read off the words kept on its row.
+fn has_word_starting(
+    t: &str,
+) -> diesel::dsl::Escape<diesel::dsl::Like<patients::search_text, String>> {
+    patients::search_text
+        .like(search::word_start_pattern(t))
+        .escape('\\')
+}
+
 /// Above this many matches a search is broad enough that walking the list is cheaper.
 const MAX_TERM_MATCHES: usize = 20_000;
 
@@ -312,11 +317,7 @@ fn term_matches(
             // The index is keyed by word first: a candidate's words are read off its row.
             Some(c) if c.len() <= MAX_PROBES => patients::table
                 .filter(patients::id.in_ids(c))
-                .filter(
-                    patients::search_text
-                        .like(search::word_start_pattern(t))
-                        .escape('\\'),
-                )
+                .filter(has_word_starting(t))
                 .select(patients::id)
                 .load(conn)?,
             _ => match term_range(conn, t)? {
