@@ -351,8 +351,14 @@ fn import_patients(rest: &[&str]) -> i32 {
             .map_err(|e| AppError::BadRequest(e.to_string()))?;
         // This process reads a large share of the database once. Through SQLite's page
         // cache its memory stays bounded; mapped, every page it touched would stay resident.
+        // Statement journals in memory, as on the server's writer (see `db::writer`): the
+        // import is one transaction without savepoints, so each is emptied as its statement
+        // ends.
         if let crate::db::DbConnection::Sqlite(c) = conn {
-            diesel::connection::SimpleConnection::batch_execute(c, "PRAGMA mmap_size = 0")?;
+            diesel::connection::SimpleConnection::batch_execute(
+                c,
+                "PRAGMA mmap_size = 0; PRAGMA temp_store = MEMORY",
+            )?;
         }
         let email = as_email
             .clone()

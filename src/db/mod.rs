@@ -310,8 +310,26 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
+        self.write(f, false).await
+    }
+
+    /// `tx` for a large write (an import, a batch upload): on SQLite it is not batched with
+    /// other writes (see `writer`).
+    pub async fn tx_alone<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write(f, true).await
+    }
+
+    async fn write<T, F>(&self, f: F, alone: bool) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
         match &self.writer {
-            Some(writer) => writer.tx(f).await,
+            Some(writer) => writer.queue(f, alone).await,
             None => self.run(move |conn| conn.transaction(f)).await,
         }
     }

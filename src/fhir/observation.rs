@@ -272,6 +272,9 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
+/// An upload of more data points than this runs as a write of its own (`Db::tx_alone`).
+const LARGE_UPLOAD: usize = 100;
+
 /// Uploads `resources` as the token's holder: the token check, the upload checks and the
 /// insert in one transaction. Each upload is one trip to the database writer, not two, and
 /// the writer does no work that does not need the database: the data points are decoded and
@@ -293,22 +296,24 @@ async fn upload(
     };
     let st = state.clone();
     let held = resources.clone();
-    let (answer, event) = state
-        .db
-        .tx(move |conn| {
-            let (user, event) = match caller.authenticate(conn)? {
-                Ok(found) => found,
-                Err(refused) => return Ok((Err(refused), None)),
-            };
-            let refs: Vec<&Value> = held.iter().collect();
-            let known = st.concepts(conn)?;
-            let out = Uploader::new(conn, &user, known.clone(), decoded).upload(&refs)?;
-            // An upload that stored something is audited with its token already; one that
-            // stored nothing is still a use of the token.
-            let event = (!out.iter().any(|o| o.is_ok())).then_some(event);
-            Ok((Ok((out, known)), event))
-        })
-        .await?;
+    let work = move |conn: &mut crate::db::DbConnection| {
+        let (user, event) = match caller.authenticate(conn)? {
+            Ok(found) => found,
+            Err(refused) => return Ok((Err(refused), None)),
+        };
+        let refs: Vec<&Value> = held.iter().collect();
+        let known = st.concepts(conn)?;
+        let out = Uploader::new(conn, &user, known.clone(), decoded).upload(&refs)?;
+        // An upload that stored something is audited with its token already; one that
+        // stored nothing is still a use of the token.
+        let event = (!out.iter().any(|o| o.is_ok())).then_some(event);
+        Ok((Ok((out, known)), event))
+    };
+    let (answer, event) = if resources.len() > LARGE_UPLOAD {
+        state.db.tx_alone(work).await?
+    } else {
+        state.db.tx(work).await?
+    };
     drop(resources);
     if let Some(event) = event {
         state.audit_queue.push(event);
