@@ -235,6 +235,7 @@ impl Application {
         let stopped = self.server.await;
         // Reads noted just before the stop may still be queued: written before exiting.
         self.state.audit_queue.flush().await;
+        self.state.db.finish().await;
         stopped
     }
 }

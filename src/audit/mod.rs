@@ -93,8 +93,12 @@ enum Item {
 
 /// Most events written in one transaction.
 const QUEUE_BATCH: usize = 1000;
-/// How long the first event of a batch waits for others.
-const QUEUE_LINGER: std::time::Duration = std::time::Duration::from_millis(25);
+/// How long the first event of a batch waits for others: on SQLite at most four commits a
+/// second from reads. Each commit costs every reading connection its map of the database
+/// file (SQLite unmaps it when it sees the WAL changed, and the pages fault back in one by
+/// one): at 25 ms, a quarter of a search's time went to that. A crash (not a stop, which
+/// flushes) can lose the reads of the last quarter second from the log.
+const QUEUE_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Queue {
     pub fn start(db: crate::db::Db) -> Queue {

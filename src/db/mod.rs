@@ -323,6 +323,16 @@ impl Db {
         self.write(f, true).await
     }
 
+    /// At the stop, after the last write: on SQLite, the WAL copied back and emptied (see
+    /// `Writer::finish`).
+    pub async fn finish(&self) {
+        if let Some(writer) = self.writer.clone() {
+            if let Err(e) = web::block(move || writer.finish()).await {
+                tracing::warn!("the final checkpoint did not run: {e}");
+            }
+        }
+    }
+
     async fn write<T, F>(&self, f: F, alone: bool) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
