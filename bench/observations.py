@@ -176,15 +176,17 @@ def main():
         n, secs, pages = follow(f"{base}/FHIR/R5/Observation?_count=1000", token)
         print(f"FHIR export, everything: {n} observations in {secs:.1f} s, {pages} pages: {n / secs:.0f} observations/s")
 
-        stamp = int(time.time())
         doc = base64.b64encode(heart_rate_doc("00000000-0000-4000-8000-000000000000",
                                               "2026-01-01T08:00:00Z").encode()).decode()
-        # Single uploads through wrk: each request its own identifier (thread id + counter).
+        # Single uploads through wrk: each request its own identifier (run + thread id +
+        # counter). As foundation.wrk: one wrk thread, two seconds of the same load first.
         one = json.dumps(resource(patients[0], device, "IDENT", doc))
         prefix, suffix = one.split("IDENT")
         lua = os.path.join(data, "single.lua")
-        with open(lua, "w") as f:
-            f.write(f"""
+
+        def singles(duration):
+            with open(lua, "w") as f:
+                f.write(f"""
 local threads = 0
 function setup(thread) threads = threads + 1; thread:set("tid", threads) end
 function init(args) counter = 0 end
@@ -193,17 +195,20 @@ wrk.headers["Content-Type"] = "application/fhir+json"
 wrk.headers["Authorization"] = "Bearer {token}"
 request = function()
   counter = counter + 1
-  local body = {json.dumps(prefix)} .. "s{stamp}-" .. tid .. "-" .. counter .. {json.dumps(suffix)}
+  local body = {json.dumps(prefix)} .. "s{time.time_ns()}-" .. tid .. "-" .. counter .. {json.dumps(suffix)}
   return wrk.format(nil, "/FHIR/R5/Observation", nil, body)
 end
 """)
-        out = subprocess.run(["wrk", "-t2", "-c4", f"-d{args.seconds}s", "--latency", "-s", lua,
-                              base + "/FHIR/R5/Observation"], capture_output=True, text=True, check=True).stdout
+            return subprocess.run(["wrk", "-t1", "-c4", f"-d{duration}s", "--latency", "-s", lua,
+                                   base + "/FHIR/R5/Observation"], capture_output=True, text=True, check=True).stdout
+        singles(2)
+        out = singles(args.seconds)
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         print(f"single uploads: {rps:.0f} req/s, p99 {p99.group(1)}{p99.group(2)}"
               f"{', ' + non2xx.group(1) + ' non-2xx' if non2xx else ''}")
+        stamp = time.time_ns()
         # Batch uploads: 1,000-entry Bundles, one after another.
         bodies = []
         for b in range(args.batches):
