@@ -93,11 +93,12 @@ enum Item {
 
 /// Most events written in one transaction.
 const QUEUE_BATCH: usize = 1000;
-/// How long the first event of a batch waits for others: on SQLite at most four commits a
-/// second from reads. Each commit costs every reading connection its map of the database
-/// file (SQLite unmaps it when it sees the WAL changed, and the pages fault back in one by
-/// one): at 25 ms, a quarter of a search's time went to that. A crash (not a stop, which
-/// flushes) can lose the reads of the last quarter second from the log.
+/// How long the first event of a batch waits for others: at most four commits a second from
+/// reads. On SQLite each commit costs every reading connection its map of the database file
+/// (SQLite unmaps it when it sees the WAL changed, and the pages fault back in one by one):
+/// at 25 ms, a quarter of a search's time went to that. On PostgreSQL each commit waits for
+/// its WAL to reach the disk, and a batch of one event took four round trips. A crash (not
+/// a stop, which flushes) can lose the reads of the last quarter second from the log.
 const QUEUE_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Queue {
@@ -106,11 +107,9 @@ impl Queue {
         tokio::spawn(async move {
             let mut items = Vec::with_capacity(QUEUE_BATCH);
             // Waits for one event, then takes whatever else has queued, up to the limit.
-            // Only SQLite pays for a commit in the other connections' caches.
-            let linger = db.is_sqlite();
             while rx.recv_many(&mut items, QUEUE_BATCH).await > 0 {
                 let flushing = |items: &[Item]| items.iter().any(|i| matches!(i, Item::Flush(_)));
-                if linger && items.len() < QUEUE_BATCH && !flushing(&items) {
+                if items.len() < QUEUE_BATCH && !flushing(&items) {
                     tokio::time::sleep(QUEUE_LINGER).await;
                     while items.len() < QUEUE_BATCH {
                         match rx.try_recv() {
