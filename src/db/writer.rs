@@ -260,9 +260,7 @@ impl Writer {
         }
         Ok(c)
     }
-}
 
-impl Writer {
     /// Before the process exits: copies every committed page from the WAL back into the
     /// database and empties the WAL. Otherwise the next start (or a copy of the file) begins
     /// with a WAL of everything this run wrote since its last checkpoint, and the first
