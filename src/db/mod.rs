@@ -310,17 +310,20 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        self.write(f, false).await
+        self.tx_alone_if(false, f).await
     }
 
-    /// `tx` for a large write (an import, a batch upload): on SQLite it is not batched with
-    /// other writes (see `writer`).
-    pub async fn tx_alone<T, F>(&self, f: F) -> Result<T, AppError>
+    /// `tx`, for a large write (an import, a batch upload, a bulk action on every match) when
+    /// `large`: on SQLite it is then not batched with other writes (see `writer`).
+    pub async fn tx_alone_if<T, F>(&self, large: bool, f: F) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        self.write(f, true).await
+        match &self.writer {
+            Some(writer) => writer.queue(f, large).await,
+            None => self.run(move |conn| conn.transaction(f)).await,
+        }
     }
 
     /// At the stop, after the last write: on SQLite, the WAL copied back and emptied (see
@@ -330,17 +333,6 @@ impl Db {
             if let Err(e) = web::block(move || writer.finish()).await {
                 tracing::warn!("the final checkpoint did not run: {e}");
             }
-        }
-    }
-
-    async fn write<T, F>(&self, f: F, alone: bool) -> Result<T, AppError>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
-        T: Send + 'static,
-    {
-        match &self.writer {
-            Some(writer) => writer.queue(f, alone).await,
-            None => self.run(move |conn| conn.transaction(f)).await,
         }
     }
 }

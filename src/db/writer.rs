@@ -16,7 +16,7 @@
 //! file once it passes 64 KiB: a file created, written page by page and deleted for nearly
 //! every batch (a fifth of the time of a patient create). The writer keeps it in memory
 //! instead (`temp_store = MEMORY`). Memory then grows with what a savepoint changes, so a
-//! large write (an import, a batch upload) asks to run alone (`Db::tx_alone`): it is the whole
+//! large write (an import, a batch upload) asks to run alone (`Db::tx_alone_if`): it is the whole
 //! transaction, without a savepoint, and each of its statements' journals is emptied as the
 //! statement ends. A lone small write needs no savepoint either.
 
@@ -54,7 +54,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// past this many pages (256 MB): should the checkpointer fall behind, the WAL stays bounded.
 const FALLBACK_AUTOCHECKPOINT: u32 = 65_536;
 
-/// A job and whether it runs in a transaction of its own (see `Db::tx_alone`).
+/// A job and whether it runs in a transaction of its own (see `Db::tx_alone_if`).
 struct Queued {
     job: Job,
     alone: bool,
@@ -397,7 +397,7 @@ mod tests {
                         // A large write amid the small ones: a transaction of its own,
                         // several statements, one of them failing rolls back all of it.
                         20 => {
-                            db.tx_alone(|c| {
+                            db.tx_alone_if(true, |c| {
                                 for k in 0..500 {
                                     insert(format!("big{k}"))(c)?;
                                 }
@@ -406,7 +406,7 @@ mod tests {
                             .await
                         }
                         30 => {
-                            db.tx_alone(|c| {
+                            db.tx_alone_if(true, |c| {
                                 insert("lost".into())(c)?;
                                 insert("w7".into())(c)
                             })

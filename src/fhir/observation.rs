@@ -272,7 +272,7 @@ fn refusal_status(r: &Refusal) -> StatusCode {
     StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
-/// An upload of more data points than this runs as a write of its own (`Db::tx_alone`).
+/// An upload of more data points than this runs as a write of its own (`Db::tx_alone_if`).
 const LARGE_UPLOAD: usize = 100;
 
 /// Uploads `resources` as the token's holder: the token check, the upload checks and the
@@ -309,11 +309,10 @@ async fn upload(
         let event = (!out.iter().any(|o| o.is_ok())).then_some(event);
         Ok((Ok((out, known)), event))
     };
-    let (answer, event) = if resources.len() > LARGE_UPLOAD {
-        state.db.tx_alone(work).await?
-    } else {
-        state.db.tx(work).await?
-    };
+    let (answer, event) = state
+        .db
+        .tx_alone_if(resources.len() > LARGE_UPLOAD, work)
+        .await?;
     drop(resources);
     if let Some(event) = event {
         state.audit_queue.push(event);

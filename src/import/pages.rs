@@ -456,7 +456,7 @@ async fn run(
     let st = state.clone();
     let (mut result, invitations) = state
         .db
-        .tx_alone(move |conn| {
+        .tx_alone_if(true, move |conn| {
             let (upload, scope) = load(conn, &user, id, Role::Member)?;
             if upload.status != "previewed" && upload.status != "running" {
                 return Err(AppError::Conflict("This file was already imported or set aside; upload it again to import it again.".into()));

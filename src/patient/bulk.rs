@@ -96,7 +96,10 @@ async fn bulk(
         f.ids.clone(),
         f.study_id,
     );
-    let result = organization::act(&state.db, &user, org_id, Role::Member, move |conn, user, scope| {
+    // Every match (up to MAX_BULK patients) is a large write; a checked page is not.
+    let result = state.db.tx_alone_if(all, move |conn| {
+            let scope = &organization::authorize(conn, &user, org_id, Role::Member)?;
+            let user = &user;
             let ids: Vec<i64> = if all {
                 // As on the page: a study not of this organization (or gone) is ignored.
                 let study = match list.study().and_then(|id| crate::study::in_scope(conn, scope, id).ok()) {
