@@ -42,24 +42,29 @@ pub fn all(conn: &mut DbConnection) -> AppResult<Vec<Organization>> {
 
 /// `org_id` and its ancestors, nearest first; empty when the organization does not exist.
 pub fn ancestry(conn: &mut DbConnection, org_id: i64) -> AppResult<Vec<i64>> {
-    let mut chain = Vec::new();
-    let mut cur = Some(org_id);
-    while let Some(id) = cur {
-        if chain.len() > 64 || chain.contains(&id) {
+    #[derive(QueryableByName)]
+    struct Link {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    // One statement for the whole chain: on PostgreSQL every level was a round trip.
+    let links: Vec<Link> = crate::db::sql::Sql::kept(
+        "WITH RECURSIVE chain(id, part_of, depth) AS ( \
+           SELECT id, part_of, 0 FROM organizations WHERE id = ? \
+           UNION ALL \
+           SELECT o.id, o.part_of, c.depth + 1 FROM organizations o \
+           JOIN chain c ON o.id = c.part_of WHERE c.depth < 64) \
+         SELECT id FROM chain ORDER BY depth",
+    )
+    .int(org_id)
+    .load(conn)?;
+    // A loop in the data (never written by Cohort) ends the chain where it repeats.
+    let mut chain: Vec<i64> = Vec::with_capacity(links.len());
+    for l in links {
+        if chain.contains(&l.id) {
             break;
         }
-        let parent: Option<Option<i64>> = organizations::table
-            .find(id)
-            .select(organizations::part_of)
-            .first(conn)
-            .optional()?;
-        match parent {
-            None => break,
-            Some(p) => {
-                chain.push(id);
-                cur = p;
-            }
-        }
+        chain.push(l.id);
     }
     Ok(chain)
 }
