@@ -109,33 +109,27 @@ fn sqlite_process_settings() {
         if rc != libsqlite3_sys::SQLITE_OK {
             tracing::debug!(rc, "SQLite stays in serialized mode");
         }
-        // SAFETY: `stable_plans` has the entry point signature SQLite calls, and stays valid
-        // for the life of the process.
-        let rc = unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(stable_plans)) };
+        // SAFETY: `on_open` has the entry point signature SQLite calls, and stays valid for
+        // the life of the process.
+        let rc = unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(on_open)) };
         if rc != libsqlite3_sys::SQLITE_OK {
-            tracing::warn!(rc, "SQLite statements will be compiled again on every use");
-        }
-        // SAFETY: as above, for `id_list_function`.
-        let rc = unsafe { libsqlite3_sys::sqlite3_auto_extension(Some(id_list_function)) };
-        if rc != libsqlite3_sys::SQLITE_OK {
-            tracing::warn!(rc, "SQLite connections will have no id_list function");
+            tracing::warn!(rc, "SQLite connections open without Cohort's settings");
         }
     });
 }
 
-/// Runs as each SQLite connection opens: adds `id_list(x)`, an aggregate that packs the
-/// integers it is given into one BLOB, eight bytes each, little-endian, in the order given
-/// (NULLs left out). A keyword search reads tens of thousands of ids off the word index; as
-/// the text of `group_concat`, writing each id as text and reading it back cost twice the
-/// index scan itself. Read the BLOB with `read_id_list`.
-unsafe extern "C" fn id_list_function(
-    db: *mut libsqlite3_sys::sqlite3,
-    _error: *mut *mut std::ffi::c_char,
-    _api: *const libsqlite3_sys::sqlite3_api_routines,
-) -> std::ffi::c_int {
-    // SAFETY: SQLite passes the connection it is opening; the name is a C string that
-    // outlives the call (SQLite copies it); step and final have the signatures SQLite calls.
-    let rc = unsafe {
+/// Adds `id_list(x)` to the connection `db`: an aggregate that packs the integers it is
+/// given into one BLOB, eight bytes each, little-endian, in the order given (NULLs left out).
+/// A keyword search reads tens of thousands of ids off the word index; as the text of
+/// `group_concat`, writing each id as text and reading it back cost twice the index scan
+/// itself. Read the BLOB with `read_id_list`.
+///
+/// # Safety
+/// `db` is an open connection.
+unsafe fn add_id_list(db: *mut libsqlite3_sys::sqlite3) -> std::ffi::c_int {
+    // SAFETY: the caller passes an open connection; the name is a C string that outlives
+    // the call (SQLite copies it); step and final have the signatures SQLite calls.
+    unsafe {
         libsqlite3_sys::sqlite3_create_function_v2(
             db,
             c"id_list".as_ptr(),
@@ -147,11 +141,7 @@ unsafe extern "C" fn id_list_function(
             Some(id_list_final),
             None,
         )
-    };
-    if rc != libsqlite3_sys::SQLITE_OK {
-        tracing::warn!(rc, "SQLite refused the id_list function");
     }
-    libsqlite3_sys::SQLITE_OK
 }
 
 /// `id_list`'s state, in the memory SQLite keeps per aggregate: the bytes so far (null
@@ -224,14 +214,14 @@ pub fn read_id_list(bytes: &[u8]) -> Option<Vec<i64>> {
     )
 }
 
-/// Runs as each SQLite connection opens: turns on the query planner stability guarantee, so a
-/// statement's plan never depends on the values bound to it. Without it SQLite looks at the
-/// value bound to every `LIMIT ?` and `OFFSET ?` while planning, and then compiles the
-/// statement afresh each time new values are bound; diesel binds both (every `.first()`,
-/// every page), so its statement cache kept nothing and each lookup paid a full compile.
-/// The plans Cohort relies on come from its indexes, not from bound values (it keeps no
-/// per-value statistics and no partial indexes).
-unsafe extern "C" fn stable_plans(
+/// Runs as each SQLite connection opens: adds `id_list` (see `add_id_list`) and turns on the
+/// query planner stability guarantee, so a statement's plan never depends on the values
+/// bound to it. Without it SQLite looks at the value bound to every `LIMIT ?` and `OFFSET ?`
+/// while planning, and then compiles the statement afresh each time new values are bound;
+/// diesel binds both (every `.first()`, every page), so its statement cache kept nothing and
+/// each lookup paid a full compile. The plans Cohort relies on come from its indexes, not
+/// from bound values (it keeps no per-value statistics and no partial indexes).
+unsafe extern "C" fn on_open(
     db: *mut libsqlite3_sys::sqlite3,
     _error: *mut *mut std::ffi::c_char,
     _api: *const libsqlite3_sys::sqlite3_api_routines,
@@ -249,6 +239,11 @@ unsafe extern "C" fn stable_plans(
     if rc != libsqlite3_sys::SQLITE_OK {
         // Slower, not wrong: the connection still opens.
         tracing::warn!(rc, "SQLite refused the query planner stability guarantee");
+    }
+    // SAFETY: as above, the connection being opened.
+    let rc = unsafe { add_id_list(db) };
+    if rc != libsqlite3_sys::SQLITE_OK {
+        tracing::warn!(rc, "SQLite refused the id_list function");
     }
     libsqlite3_sys::SQLITE_OK
 }
